@@ -1,0 +1,55 @@
+from pathlib import Path
+
+from wsol.cli import main
+from wsol.data import check_dataset, convert_cub
+
+
+def test_good_sets_have_no_problems(tiny_cub: Path, tmp_path: Path):
+    problems, splits = check_dataset(tiny_cub, progress=False)
+    assert problems == [] and len(splits[0]) == 4
+    written = convert_cub(tiny_cub, tmp_path / "meta", val_per_class=0)
+    problems, splits = check_dataset(tmp_path / "meta", images=tiny_cub / "images", progress=False)
+    assert problems == [] and len(splits) == 2
+    assert main(["data", "check", str(tiny_cub), "--quiet"]) == 0
+    assert written
+
+
+def test_broken_cub_reports_every_problem_and_changes_nothing(tiny_cub: Path, capsys):
+    (tiny_cub / "images" / "001.Alpha/a_2.jpg").unlink()  # missing file (images.txt line 2)
+    (tiny_cub / "images" / "002.Beta/b_1.jpg").write_bytes(b"not an image")  # unreadable (line 3)
+    (tiny_cub / "image_class_labels.txt").write_text("1 1\n2 1\n3 2\n4 5\n")  # label out of range
+    (tiny_cub / "bounding_boxes.txt").write_text("1 2 3 4 5\n1 30 20 15 5\n3 1 1 2 2\n4 1 1 -2 2\n")
+    before = {p: p.read_bytes() for p in tiny_cub.rglob("*") if p.is_file()}
+    problems, _ = check_dataset(tiny_cub, progress=False)
+    text = "\n".join(str(p) for p in problems)
+    assert "images.txt:2: image file" in text and "missing" in text
+    assert "images.txt:3: image file" in text and "unreadable" in text
+    assert "image_class_labels.txt:4: class id 5 out of range" in text
+    assert "bounding_boxes.txt:2: box" in text and "outside" in text  # 30+15 > 40
+    assert "bounding_boxes.txt:4: negative box width" in text
+    assert {p: p.read_bytes() for p in tiny_cub.rglob("*") if p.is_file()} == before
+    assert main(["data", "check", str(tiny_cub), "--quiet"]) == 1
+    out = capsys.readouterr()
+    assert "image_class_labels.txt:4" in out.out and "problem(s)" in out.err
+
+
+def test_metadata_size_mismatch_and_duplicates(tiny_cub: Path, tmp_path: Path):
+    written = convert_cub(tiny_cub, tmp_path / "meta", val_per_class=0)
+    sizes = written["test"] / "image_sizes.txt"
+    sizes.write_text(
+        sizes.read_text().replace("001.Alpha/a_2.jpg,50,40", "001.Alpha/a_2.jpg,51,40")
+    )
+    ids = written["test"] / "image_ids.txt"
+    ids.write_text(ids.read_text() + "002.Beta/b_2.jpg\n")
+    problems, _ = check_dataset(tmp_path / "meta", images=tiny_cub / "images", progress=False)
+    text = "\n".join(str(p) for p in problems)
+    assert (
+        "test/image_ids.txt:1: 001.Alpha/a_2.jpg: metadata size 51x40 differs from the file's 50x40"
+        in text
+    )
+    assert "test/image_ids.txt:3: duplicate image id 002.Beta/b_2.jpg" in text
+
+
+def test_missing_path_fails_cleanly(tmp_path: Path, capsys):
+    assert main(["data", "check", str(tmp_path / "absent")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""The ``wsol`` command: a thin shell that parses arguments and calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _not_implemented(name: str):
+    def run(args: argparse.Namespace) -> int:
+        print(f"wsol {name}: not implemented yet", file=sys.stderr)
+        return 2
+
+    return run
+
+
+# ---------------------------------------------------------------- data
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from .data.synth import SynthSpec, make_synthetic
+
+    spec = SynthSpec(
+        classes=args.classes,
+        train=args.train,
+        test=args.test,
+        size=args.size,
+        seed=args.seed,
+        image_format=args.format,
+    )
+    split = make_synthetic(args.out, spec, progress=not args.quiet)
+    print(
+        f"wrote {len(split)} images ({spec.train} train, {spec.test} test, {spec.classes} classes) to {args.out}"
+    )
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from .data.check import check_dataset
+
+    problems, splits = check_dataset(
+        args.path,
+        images=args.images,
+        masks=args.masks,
+        annotations=args.annotations,
+        deep=args.deep,
+        progress=not args.quiet,
+    )
+    for problem in problems:
+        print(problem)
+    count = sum(len(s) for s in splits)
+    if problems:
+        print(f"{len(problems)} problem(s) in {args.path} ({count} images read)", file=sys.stderr)
+        return 1
+    print(f"ok: {count} images in {len(splits)} split(s), no problems")
+    return 0
+
+
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from .data.wsolmeta import convert_cub
+
+    written = convert_cub(args.cub_root, args.out, val_per_class=args.val_per_class, seed=args.seed)
+    for split, folder in written.items():
+        print(f"{split}: {folder}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsol",
+        description="Weakly supervised object localization: train CutMix and baseline classifiers, "
+        "extract CAMs and measure localization with the wsolevaluation protocol.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = sub.add_parser("data", help="create, convert and check data sets")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    p = dsub.add_parser(
+        "synth", help="write the synthetic WSOL data set in the CUB-200-2011 layout"
+    )
+    p.add_argument("out", type=Path, help="output folder (a CUB root)")
+    p.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
+    p.add_argument("--train", type=int, default=1000, help="training images (default 1000)")
+    p.add_argument("--test", type=int, default=500, help="test images (default 500)")
+    p.add_argument(
+        "--size", type=int, default=64, help="smallest image side in pixels (default 64)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--format", choices=("jpg", "png"), default="jpg", help="image format (default jpg)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_data_synth)
+
+    p = dsub.add_parser(
+        "check",
+        help="validate a data set and report every problem with file and line (never modifies it)",
+        description="Validate a CUB-200-2011 root, a wsolevaluation metadata folder or an ImageNet root. "
+        "Exits 1 if any problem is found.",
+    )
+    p.add_argument(
+        "path", type=Path, help="CUB root, metadata folder (split or parent) or ImageNet root"
+    )
+    p.add_argument(
+        "--images",
+        type=Path,
+        help="image root for a metadata folder (image ids are relative to it)",
+    )
+    p.add_argument("--masks", type=Path, help="mask root for a metadata folder (default: --images)")
+    p.add_argument(
+        "--annotations", type=Path, help="ImageNet val boxes: XML folder or LOC_val_solution.csv"
+    )
+    p.add_argument("--deep", action="store_true", help="decode every image fully (slower)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_data_check)
+
+    p = dsub.add_parser(
+        "convert",
+        help="convert CUB-200-2011 (native) to the wsolevaluation metadata layout",
+        description="Writes OUT/CUB/{train,val,test}: val holds VAL_PER_CLASS training images per class "
+        "(never trained on), for choosing hyperparameters and the CAM threshold.",
+    )
+    p.add_argument("cub_root", type=Path)
+    p.add_argument(
+        "--out", type=Path, required=True, help="metadata root to write (OUT/CUB/<split>)"
+    )
+    p.add_argument(
+        "--val-per-class", type=int, default=5, help="held-out val images per class (default 5)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_data_convert)
+
+    for name, text in (
+        ("train", "train a classifier (base, CutMix, Mixup, Cutout) from a YAML config"),
+        ("evaluate", "evaluate a model or a folder of CAMs with the wsolevaluation metrics"),
+        ("gallery", "render CAM overlay galleries (PNG grid and offline HTML page)"),
+        ("compare", "join runs into one table with curves and confidence intervals"),
+        ("demo", "generate synthetic data, train base and CutMix on the CPU, evaluate and compare"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(func=_not_implemented(name))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"wsol: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""``wsol data check``: find every problem in a data set without changing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .cub import is_cub_root, read_cub
+from .imagenet import is_imagenet_root, read_imagenet_val
+from .records import DatasetSplit, Problem, ProblemLog, read_lines
+from .wsolmeta import find_metadata_dirs, read_wsol_metadata
+
+
+def detect_format(path: str | Path) -> str:
+    """``cub``, ``wsol`` (metadata layout) or ``imagenet``; raises if none fits."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if is_cub_root(path):
+        return "cub"
+    if find_metadata_dirs(path):
+        return "wsol"
+    if is_imagenet_root(path):
+        return "imagenet"
+    raise ValueError(
+        f"{path} is neither a CUB-200-2011 root (images.txt), a wsolevaluation metadata folder "
+        "(image_ids.txt) nor an ImageNet root (train/ and val/)"
+    )
+
+
+def check_dataset(
+    path: str | Path,
+    *,
+    images: str | Path | None = None,
+    masks: str | Path | None = None,
+    annotations: str | Path | None = None,
+    deep: bool = False,
+    progress: bool = True,
+) -> tuple[list[Problem], list[DatasetSplit]]:
+    """Check a data set and return (problems, the splits that could be read).
+
+    Problems reported: malformed lines, missing or unreadable image and mask files, duplicate
+    ids, labels out of range, boxes outside the image or with x1 < x0 / y1 < y0, and sizes in
+    the metadata that differ from the image files. Nothing is modified.
+
+    Args:
+        path: a CUB root, a wsolevaluation metadata folder (a split or a parent of splits) or an
+            ImageNet root.
+        images: image root for the metadata layout (image ids are relative to it).
+        masks: mask root for the metadata layout (default: ``images``).
+        annotations: ImageNet val boxes (XML folder or LOC_val_solution.csv).
+        deep: decode every image fully instead of reading its header.
+    """
+    fmt = detect_format(path)
+    log = ProblemLog(strict=False)
+    path = Path(path)
+    # (split, {image_id: (listing file, line)}) for the image checks below
+    todo: list[tuple[DatasetSplit, dict]] = []
+    if fmt == "cub":
+        # the reader itself reports missing/unreadable images and boxes outside them, by line
+        split = read_cub(path, "all", log=log, read_sizes=True)
+        todo.append((split, {}))
+    elif fmt == "wsol":
+        for meta in find_metadata_dirs(path):
+            split = read_wsol_metadata(meta, images, masks, log=log)
+            lines = {
+                text: (meta / "image_ids.txt", n) for n, text in read_lines(meta / "image_ids.txt")
+            }
+            todo.append((split, lines))
+    else:
+        if annotations is None:
+            for candidate in (
+                path / "LOC_val_solution.csv",
+                path / "val_annotations",
+                path / "Annotations",
+            ):
+                if candidate.exists():
+                    annotations = candidate
+                    break
+        if annotations is None:
+            log.add(
+                path,
+                None,
+                "no val annotations found; pass --annotations (XML folder or LOC_val_solution.csv)",
+            )
+        else:
+            todo.append((read_imagenet_val(path, annotations, log=log, read_sizes=True), {}))
+    open_images = fmt == "imagenet" or (fmt == "wsol" and images is not None) or deep
+    open_masks = fmt != "wsol" or masks is not None or images is not None
+    total = sum(len(s) for s, _ in todo)
+    with tqdm(total=total, desc="check", unit="img", disable=not progress) as bar:
+        for split, lines in todo:
+            for r in split.records:
+                bar.update()
+                where = lines.get(r.image_id, (r.path, None))
+                if open_images:
+                    _check_image(r, log, deep, where)
+                if open_masks:
+                    for m in r.mask_paths + ((r.ignore_path,) if r.ignore_path else ()):
+                        if not Path(m).is_file():
+                            log.add(where[0], where[1], f"mask file {m} of {r.image_id} is missing")
+    return log.problems, [s for s, _ in todo]
+
+
+def _check_image(record, log: ProblemLog, deep: bool, where: tuple) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(record.path) as im:
+            size = im.size
+            if deep:
+                im.load()
+    except FileNotFoundError:
+        log.add(*where, f"image file {record.path} is missing")
+        return
+    except Exception as err:  # noqa: BLE001 - PIL raises several kinds for broken files
+        log.add(*where, f"image file {record.path} is unreadable: {err}")
+        return
+    if record.size is not None and tuple(record.size) != tuple(size):
+        log.add(
+            *where,
+            f"{record.image_id}: metadata size {record.size[0]}x{record.size[1]} differs from the file's {size[0]}x{size[1]}",
+        )
+        return
+    for box in record.boxes:
+        x0, y0, x1, y1 = box
+        if x1 > size[0] or y1 > size[1]:
+            log.add(
+                *where, f"{record.image_id}: box {box} lies outside the {size[0]}x{size[1]} image"
+            )
