@@ -1,0 +1,209 @@
+"""From CAMs to boxes, following wsolevaluation (Choe et al., CVPR 2020) exactly.
+
+The protocol, step by step (each step is a function here):
+
+1. :func:`resize_cams`: a CAM is resized to the evaluation size (default 224 x 224) with OpenCV,
+   bicubic as the reference ``inference.py`` does (``cv2.resize(cam, size, INTER_CUBIC)``), in
+   float64.
+2. :func:`normalize_cams`: min-max normalised per image to [0, 1]; a constant CAM becomes all
+   zeros (the reference's ``normalize_scoremap``).
+3. :func:`threshold_grid`: thresholds ``np.arange(0, 1, interval)``.
+4. :func:`boxes_from_scoremap`: at threshold t the map ``(cam * 255).astype(uint8)`` is binarised
+   at ``int(t * max)`` (strictly greater), contours are found (``RETR_TREE``), and each contour
+   gives the box of its ``boundingRect`` with x1 = x + w, y1 = y + h capped at W - 1, H - 1; with
+   no contour the box is [0, 0, 0, 0]; in single-contour mode only the contour of largest
+   ``cv2.contourArea`` (the first one on ties) is kept.
+5. :func:`box_iou`: IoU with the +1 pixel convention (a box covers x0..x1 inclusive).
+
+GT boxes are scaled from the original image size to the evaluation size by :func:`resize_boxes`
+(the reference's ``resize_bbox``: ``int(x * new_w / w)``).
+
+This module is the readable reference path; :mod:`wsol._sweep` computes the same numbers much
+faster and is tested against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+EVAL_SIZE = (224, 224)
+"""(width, height) CAMs are evaluated at."""
+
+_INTERPOLATION = {
+    "cubic": cv2.INTER_CUBIC,
+    "linear": cv2.INTER_LINEAR,
+    "nearest": cv2.INTER_NEAREST,
+    "area": cv2.INTER_AREA,
+}
+
+
+class InvalidCAMError(ValueError):
+    """A CAM that cannot be evaluated (NaN, inf, wrong shape); the message names the image."""
+
+
+def threshold_grid(interval: float = 0.001) -> np.ndarray:
+    """The CAM thresholds ``np.arange(0, 1, interval)`` (float64), as the reference builds them."""
+    if not 0 < interval < 1:
+        raise ValueError(f"cam_curve_interval must be in (0, 1), not {interval}")
+    return np.arange(0, 1, interval)
+
+
+def check_cams(cams: Sequence[np.ndarray] | np.ndarray, image_ids: Sequence[str]) -> None:
+    """Raise :class:`InvalidCAMError` naming the image if a CAM is not a finite 2-D array."""
+    if len(cams) != len(image_ids):
+        raise ValueError(f"{len(cams)} CAMs for {len(image_ids)} image ids")
+    for cam, image_id in zip(cams, image_ids):
+        cam = np.asarray(cam)
+        if cam.ndim != 2 or min(cam.shape) < 1:
+            raise InvalidCAMError(f"CAM of {image_id} must be a 2-D (H, W) array, not of shape {cam.shape}")
+        if not np.issubdtype(cam.dtype, np.number) or np.issubdtype(cam.dtype, np.complexfloating):
+            raise InvalidCAMError(f"CAM of {image_id} has dtype {cam.dtype}; expected a real number type")
+        if not np.isfinite(cam).all():
+            bad = "NaN" if np.isnan(cam).any() else "inf"
+            raise InvalidCAMError(f"CAM of {image_id} contains {bad}")
+
+
+def resize_cams(
+    cams: Sequence[np.ndarray] | np.ndarray,
+    size: tuple[int, int] = EVAL_SIZE,
+    interpolation: str = "cubic",
+) -> np.ndarray:
+    """Resize CAMs to ``size`` = (width, height) with OpenCV in float64: (N, H, W) float64.
+
+    CAMs already of that size are copied unchanged. CAMs of one shape are resized together as
+    the channels of one image (OpenCV handles up to 512 channels per call), which gives the same
+    values as resizing each alone and saves a Python-level loop per image.
+    """
+    w, h = size
+    out = np.empty((len(cams), h, w), dtype=np.float64)
+    flag = _INTERPOLATION[interpolation]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, cam in enumerate(cams):
+        groups.setdefault(np.shape(cam), []).append(i)
+    for shape, index in groups.items():
+        stack = np.stack([np.asarray(cams[i], dtype=np.float64) for i in index], axis=-1)
+        if shape == (h, w):
+            out[index] = np.moveaxis(stack, -1, 0)
+            continue
+        for start in range(0, len(index), 512):
+            part = stack[..., start : start + 512]
+            resized = cv2.resize(part, (w, h), interpolation=flag)
+            if resized.ndim == 2:
+                resized = resized[..., None]
+            out[index[start : start + 512]] = np.moveaxis(resized, -1, 0)
+    return out
+
+
+def normalize_cams(cams: np.ndarray) -> np.ndarray:
+    """Per-image min-max normalisation to [0, 1] of (N, H, W) float64 CAMs, in place.
+
+    Same arithmetic as the reference (``cam -= min; cam /= max``); constant CAMs become zeros.
+    """
+    lo = cams.min(axis=(1, 2), keepdims=True)
+    hi = cams.max(axis=(1, 2), keepdims=True)
+    constant = (lo == hi)[:, 0, 0]
+    cams -= lo
+    scale = cams.max(axis=(1, 2), keepdims=True)
+    scale[constant] = 1.0
+    cams /= scale
+    cams[constant] = 0.0
+    return cams
+
+
+def prepare_scoremaps(
+    cams: Sequence[np.ndarray] | np.ndarray,
+    image_ids: Sequence[str],
+    size: tuple[int, int] = EVAL_SIZE,
+    normalize: bool = True,
+    interpolation: str = "cubic",
+) -> np.ndarray:
+    """Check, resize and normalise raw CAMs into (N, H, W) float64 score maps in [0, 1].
+
+    With ``normalize=False`` the maps must already lie in [0, 1] (the reference's
+    ``evaluation.py`` on saved score maps).
+    """
+    check_cams(cams, image_ids)
+    maps = resize_cams(cams, size, interpolation)
+    if normalize:
+        return normalize_cams(maps)
+    bad = (maps.min(axis=(1, 2)) < 0) | (maps.max(axis=(1, 2)) > 1)
+    if bad.any():
+        raise InvalidCAMError(f"score map of {image_ids[int(np.argmax(bad))]} is outside [0, 1]; normalise it")
+    return maps
+
+
+def to_uint8(scoremaps: np.ndarray) -> np.ndarray:
+    """``(scoremap * 255).astype(uint8)``: the quantised map thresholds are applied to."""
+    return (scoremaps * 255).astype(np.uint8)
+
+
+def resize_boxes(boxes: np.ndarray, image_size: tuple[int, int], size: tuple[int, int] = EVAL_SIZE) -> np.ndarray:
+    """Scale (G, 4) boxes from ``image_size`` = (w, h) to ``size``: ``int(x * new_w / w)``.
+
+    Same float64 arithmetic and truncation as the reference's ``resize_bbox``; (G, 4) int64.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = (float(v) for v in image_size)
+    nw, nh = (float(v) for v in size)
+    scale = np.array([nw, nh, nw, nh])
+    denom = np.array([w, h, w, h])
+    return (boxes * scale / denom).astype(np.int64)
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU of (A, 4) against (B, 4) integer boxes (x0, y0, x1, y1), +1 pixel convention: (A, B).
+
+    Degenerate pairs (union <= 0) have IoU 0, as in the reference.
+    """
+    a = np.asarray(boxes_a, dtype=np.int64).reshape(-1, 1, 4)
+    b = np.asarray(boxes_b, dtype=np.int64).reshape(1, -1, 4)
+    iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
+    ih = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    union = area_a + area_b - inter
+    degenerate = union <= 0
+    iou = inter / np.where(degenerate, 1, union)
+    iou[degenerate] = 0.0
+    return iou
+
+
+def boxes_from_scoremap(
+    scoremap: np.ndarray, thresholds: Sequence[float] | np.ndarray, multi_contour: bool = False
+) -> list[np.ndarray]:
+    """Boxes at each threshold from one (H, W) score map in [0, 1]: one (K, 4) int array each.
+
+    The straightforward per-threshold implementation of the reference (threshold, contours,
+    boundingRect), kept as the readable definition; see :func:`wsol._sweep.threshold_ious` for the
+    fast one.
+    """
+    height, width = scoremap.shape
+    image = (scoremap * 255).astype(np.uint8)
+    peak = np.max(image)
+    out = []
+    for t in thresholds:
+        _, binary = cv2.threshold(image, int(t * peak), 255, cv2.THRESH_BINARY)
+        contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+        if len(contours) == 0:
+            out.append(np.zeros((1, 4), dtype=np.int64))
+            continue
+        if not multi_contour:
+            contours = [max(contours, key=cv2.contourArea)]
+        boxes = []
+        for contour in contours:
+            x, y, w, h = cv2.boundingRect(contour)
+            boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
+        out.append(np.asarray(boxes, dtype=np.int64))
+    return out
+
+
+def threshold_ious_reference(
+    scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray, multi_contour: bool = False
+) -> np.ndarray:
+    """Best IoU against the GT boxes at each threshold (T,), by the straightforward path."""
+    per_threshold = boxes_from_scoremap(scoremap, thresholds, multi_contour)
+    return np.array([box_iou(boxes, gt_boxes).max() for boxes in per_threshold])
