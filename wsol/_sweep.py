@@ -194,7 +194,9 @@ def _hole_ious(img, ext, need, gt, out):
             roots[kept] = r
             kept += 1
             # a hole contour runs through the pixels around the hole: its box grows by one
-            best = _best_iou(x0[r] - 1, y0[r] - 1, min(x1[r] + 2, w - 1), min(y1[r] + 2, h - 1), gt, best)
+            best = _best_iou(
+                x0[r] - 1, y0[r] - 1, min(x1[r] + 2, w - 1), min(y1[r] + 2, h - 1), gt, best
+            )
         nroots = kept
         out[t] = best
 
@@ -237,7 +239,10 @@ def _foreground_ious(levels, need, gt, single, out):
                 w_, e_ = added[pp - 1], added[pp + 1]
                 sw, s_, se = added[pp + w2 - 1], added[pp + w2], added[pp + w2 + 1]
                 delta = (
-                    (nw + n_ + w_ >= 2) + (n_ + ne + e_ >= 2) + (w_ + sw + s_ >= 2) + (e_ + s_ + se >= 2)
+                    (nw + n_ + w_ >= 2)
+                    + (n_ + ne + e_ >= 2)
+                    + (w_ + sw + s_ >= 2)
+                    + (e_ + s_ + se >= 2)
                 )
             # the roots of p's added neighbours, merged into the largest
             rp = -1
@@ -297,13 +302,21 @@ def _foreground_ious(levels, need, gt, single, out):
             kept += 1
             if single:
                 # ties: the first pixel latest in raster order wins (findContours' order)
-                if win < 0 or area2[r] > area2[win] or (area2[r] == area2[win] and first[r] > first[win]):
+                if (
+                    win < 0
+                    or area2[r] > area2[win]
+                    or (area2[r] == area2[win] and first[r] > first[win])
+                ):
                     win = r
             else:
-                best = _best_iou(x0[r], y0[r], min(x1[r] + 1, w - 1), min(y1[r] + 1, h - 1), gt, best)
+                best = _best_iou(
+                    x0[r], y0[r], min(x1[r] + 1, w - 1), min(y1[r] + 1, h - 1), gt, best
+                )
         nroots = kept
         if single and win >= 0:
-            best = _best_iou(x0[win], y0[win], min(x1[win] + 1, w - 1), min(y1[win] + 1, h - 1), gt, 0.0)
+            best = _best_iou(
+                x0[win], y0[win], min(x1[win] + 1, w - 1), min(y1[win] + 1, h - 1), gt, 0.0
+            )
         out[t] = best
 
 
@@ -339,7 +352,10 @@ def _batch_level_ious(images, need, gt, gt_start, multi):
 
 
 def threshold_ious(
-    images: np.ndarray, gt_boxes: list[np.ndarray], thresholds: np.ndarray, multi_contour: bool = False
+    images: np.ndarray,
+    gt_boxes: list[np.ndarray],
+    thresholds: np.ndarray,
+    multi_contour: bool = False,
 ) -> np.ndarray:
     """Best IoU at each threshold for a batch: (N, T) float64.
 
@@ -356,7 +372,13 @@ def threshold_ious(
     levels = (thresholds[None, :] * peaks[:, None].astype(np.float64)).astype(np.int64)
     need = np.zeros((n, 256), dtype=np.bool_)
     np.put_along_axis(need, levels, True, axis=1)
-    gt = np.concatenate([np.asarray(g, dtype=np.int64).reshape(-1, 4) for g in gt_boxes]) if n else np.zeros((0, 4), np.int64)
-    gt_start = np.concatenate([[0], np.cumsum([len(np.asarray(g).reshape(-1, 4)) for g in gt_boxes])]).astype(np.int64)
+    gt = (
+        np.concatenate([np.asarray(g, dtype=np.int64).reshape(-1, 4) for g in gt_boxes])
+        if n
+        else np.zeros((0, 4), np.int64)
+    )
+    gt_start = np.concatenate(
+        [[0], np.cumsum([len(np.asarray(g).reshape(-1, 4)) for g in gt_boxes])]
+    ).astype(np.int64)
     per_level = _batch_level_ious(images, need, gt, gt_start, multi_contour)
     return np.take_along_axis(per_level, levels, axis=1)

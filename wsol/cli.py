@@ -64,6 +64,98 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- evaluate
+def _protocol(args: argparse.Namespace):
+    from .metrics import Protocol
+
+    return Protocol(
+        cam_curve_interval=args.cam_curve_interval,
+        iou_thresholds=tuple(args.iou),
+        interpolation=args.interpolation,
+        normalize=not args.no_normalize,
+        multi_contour=args.multi_contour,
+    )
+
+
+def _fixed_threshold(args: argparse.Namespace) -> float | None:
+    if args.threshold_from is None:
+        return args.threshold
+    import json
+
+    data = json.loads(Path(args.threshold_from).read_text())
+    try:
+        return float(data["loc"]["best_threshold"])
+    except KeyError:
+        raise ValueError(
+            f"{args.threshold_from} has no loc.best_threshold (is it a metrics.json?)"
+        ) from None
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_cams, save_result
+
+    if args.cams is None:
+        return _not_implemented("evaluate on a model")(args)
+    if args.metadata is None:
+        raise ValueError("--cams needs --metadata (a wsolevaluation split folder)")
+    result = evaluate_cams(
+        args.cams,
+        args.metadata,
+        args.masks,
+        _protocol(args),
+        fixed_threshold=_fixed_threshold(args),
+        predictions=args.predictions,
+        engine=args.engine,
+        progress=not args.quiet,
+    )
+    context = {"run": str(args.cams), "dataset": result["dataset"], "split": result["split"]}
+    save_result(result, args.out, context)
+    return 0
+
+
+def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("protocol (defaults: wsolevaluation)")
+    g.add_argument(
+        "--cam-curve-interval",
+        type=float,
+        default=0.001,
+        help="threshold grid spacing (default 0.001)",
+    )
+    g.add_argument(
+        "--iou",
+        type=int,
+        nargs="+",
+        default=[30, 50, 70],
+        help="IoU levels in percent (default 30 50 70)",
+    )
+    g.add_argument(
+        "--multi-contour",
+        action="store_true",
+        help="use all contours for the per-IoU table and loc metrics (MaxBoxAccV2 always does)",
+    )
+    g.add_argument(
+        "--interpolation",
+        choices=("cubic", "linear", "nearest", "area"),
+        default="cubic",
+        help="CAM resize to 224x224 (default cubic, as the reference inference.py)",
+    )
+    g.add_argument(
+        "--no-normalize", action="store_true", help="CAMs are already in [0, 1]: skip min-max"
+    )
+    g.add_argument(
+        "--threshold", type=float, help="fixed CAM threshold for the loc metrics (chosen on val)"
+    )
+    g.add_argument(
+        "--threshold-from", type=Path, help="take the fixed threshold from a val metrics.json"
+    )
+    g.add_argument(
+        "--engine",
+        choices=("fast", "reference"),
+        default="fast",
+        help="box curve engine (default fast)",
+    )
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -131,9 +223,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_data_convert)
 
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a model or a folder of CAMs with the wsolevaluation metrics",
+        description="Evaluate CAMs against wsolevaluation metadata: MaxBoxAcc, MaxBoxAccV2, GT-known / "
+        "top-1 / top-5 loc, PxAP. Writes OUT/metrics.json and OUT/metrics.csv.",
+    )
+    p.add_argument(
+        "model", nargs="?", type=Path, help="run folder or checkpoint (omit with --cams)"
+    )
+    p.add_argument("--cams", type=Path, help="folder of CAMs: CAM_DIR/<image_id>.npy (any method)")
+    p.add_argument(
+        "--metadata", type=Path, help="wsolevaluation split folder, e.g. metadata/CUB/test"
+    )
+    p.add_argument(
+        "--masks", type=Path, help="mask root for PxAP (paths in localization.txt / masks.txt)"
+    )
+    p.add_argument(
+        "--predictions", type=Path, help="CSV image_id,top5 for top-1/top-5 loc with --cams"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_protocol_arguments(p)
+    p.set_defaults(func=cmd_evaluate)
+
     for name, text in (
         ("train", "train a classifier (base, CutMix, Mixup, Cutout) from a YAML config"),
-        ("evaluate", "evaluate a model or a folder of CAMs with the wsolevaluation metrics"),
         ("gallery", "render CAM overlay galleries (PNG grid and offline HTML page)"),
         ("compare", "join runs into one table with curves and confidence intervals"),
         ("demo", "generate synthetic data, train base and CutMix on the CPU, evaluate and compare"),

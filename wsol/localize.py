@@ -58,9 +58,13 @@ def check_cams(cams: Sequence[np.ndarray] | np.ndarray, image_ids: Sequence[str]
     for cam, image_id in zip(cams, image_ids):
         cam = np.asarray(cam)
         if cam.ndim != 2 or min(cam.shape) < 1:
-            raise InvalidCAMError(f"CAM of {image_id} must be a 2-D (H, W) array, not of shape {cam.shape}")
+            raise InvalidCAMError(
+                f"CAM of {image_id} must be a 2-D (H, W) array, not of shape {cam.shape}"
+            )
         if not np.issubdtype(cam.dtype, np.number) or np.issubdtype(cam.dtype, np.complexfloating):
-            raise InvalidCAMError(f"CAM of {image_id} has dtype {cam.dtype}; expected a real number type")
+            raise InvalidCAMError(
+                f"CAM of {image_id} has dtype {cam.dtype}; expected a real number type"
+            )
         if not np.isfinite(cam).all():
             bad = "NaN" if np.isnan(cam).any() else "inf"
             raise InvalidCAMError(f"CAM of {image_id} contains {bad}")
@@ -131,7 +135,9 @@ def prepare_scoremaps(
         return normalize_cams(maps)
     bad = (maps.min(axis=(1, 2)) < 0) | (maps.max(axis=(1, 2)) > 1)
     if bad.any():
-        raise InvalidCAMError(f"score map of {image_ids[int(np.argmax(bad))]} is outside [0, 1]; normalise it")
+        raise InvalidCAMError(
+            f"score map of {image_ids[int(np.argmax(bad))]} is outside [0, 1]; normalise it"
+        )
     return maps
 
 
@@ -140,7 +146,9 @@ def to_uint8(scoremaps: np.ndarray) -> np.ndarray:
     return (scoremaps * 255).astype(np.uint8)
 
 
-def resize_boxes(boxes: np.ndarray, image_size: tuple[int, int], size: tuple[int, int] = EVAL_SIZE) -> np.ndarray:
+def resize_boxes(
+    boxes: np.ndarray, image_size: tuple[int, int], size: tuple[int, int] = EVAL_SIZE
+) -> np.ndarray:
     """Scale (G, 4) boxes from ``image_size`` = (w, h) to ``size``: ``int(x * new_w / w)``.
 
     Same float64 arithmetic and truncation as the reference's ``resize_bbox``; (G, 4) int64.

@@ -1,0 +1,449 @@
+"""WSOL metrics as streaming accumulators: MaxBoxAcc, MaxBoxAccV2, GT-known / top-1 / top-5
+localization, classification accuracy and PxAP.
+
+Definitions (Choe et al., CVPR 2020; clovaai/wsolevaluation), all in percent:
+
+* For each image and CAM threshold t, the best IoU between its predicted box(es) at t and its GT
+  boxes (see :mod:`wsol.localize`). An image is *correct* at (t, d) if that IoU >= d / 100.
+* ``MaxBoxAcc(d)`` = max over t of the percentage of correct images. ``MaxBoxAcc`` without a
+  level means d = 50 with the single largest contour (the original metric); ``MaxBoxAccV2`` is the
+  mean of MaxBoxAcc(d) over d in {30, 50, 70} with all contours.
+* GT-known loc at t: correct at (t, 50) using the CAM of the ground-truth class. Top-1 (top-5)
+  loc at t: GT-known correct and the GT class is the top-1 prediction (among the top 5).
+  Reported at a fixed threshold (chosen on a validation split) and at the best threshold, the
+  one that maximises GT-known loc.
+* PxAP: area under the pixel precision-recall curve of the score maps against the GT masks
+  (union of instance masks; ignore regions left out), from score histograms over the thresholds
+  plus [1, 2, 3] as bin edges, exactly as the reference's ``MaskEvaluator``.
+
+Accumulators keep only counts and histograms, so memory does not grow with the number of
+images, and :meth:`merge` / :meth:`all_reduce` combine them across processes (DDP evaluation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import _sweep
+from .data.records import DatasetSplit
+from .localize import (
+    EVAL_SIZE,
+    prepare_scoremaps,
+    resize_boxes,
+    threshold_grid,
+    threshold_ious_reference,
+    to_uint8,
+)
+
+CONTOUR_MODES = ("single", "multi")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The protocol choices, all explicit (defaults: wsolevaluation's).
+
+    Attributes:
+        cam_curve_interval: spacing of the threshold grid ``np.arange(0, 1, interval)``.
+        iou_thresholds: IoU levels d (percent) for MaxBoxAcc(d); MaxBoxAccV2 averages them.
+        eval_size: (width, height) CAMs and GT are brought to.
+        interpolation: OpenCV interpolation used to resize CAMs (reference: ``cubic``).
+        normalize: min-max normalise each CAM (else maps must already lie in [0, 1]).
+        multi_contour: contour mode of the per-IoU table and of the loc metrics.
+    """
+
+    cam_curve_interval: float = 0.001
+    iou_thresholds: tuple[int, ...] = (30, 50, 70)
+    eval_size: tuple[int, int] = EVAL_SIZE
+    interpolation: str = "cubic"
+    normalize: bool = True
+    multi_contour: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "iou_thresholds", tuple(int(d) for d in self.iou_thresholds))
+        object.__setattr__(self, "eval_size", tuple(int(v) for v in self.eval_size))
+        if 50 not in self.iou_thresholds:
+            raise ValueError(
+                "iou_thresholds must include 50 (MaxBoxAcc and the loc metrics use it)"
+            )
+        if any(not 0 < d <= 100 for d in self.iou_thresholds):
+            raise ValueError(
+                f"IoU thresholds are percentages in (0, 100], not {self.iou_thresholds}"
+            )
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return threshold_grid(self.cam_curve_interval)
+
+    @property
+    def mode(self) -> str:
+        return "multi" if self.multi_contour else "single"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["iou_thresholds"] = list(self.iou_thresholds)
+        d["eval_size"] = list(self.eval_size)
+        d["resize"] = f"cv2.resize {self.interpolation}, float64"
+        d["iou_convention"] = "+1 pixel (inclusive x1, y1)"
+        d["binarisation"] = "uint8 map > int(t * max), cv2.THRESH_BINARY"
+        d["contours"] = "cv2.findContours RETR_TREE; box = boundingRect, x1/y1 capped at W-1/H-1"
+        return d
+
+
+@dataclass
+class GroundTruth:
+    """GT of one image: boxes (G, 4) in original pixels and the original (width, height)."""
+
+    boxes: np.ndarray
+    size: tuple[int, int]
+    label: int = -1
+    mask_paths: tuple[Path, ...] = ()
+    ignore_path: Path | None = None
+
+
+def ground_truth(split: DatasetSplit) -> dict[str, GroundTruth]:
+    """{image_id: GroundTruth} from a data set split."""
+    out = {}
+    for r in split.records:
+        boxes = np.asarray(r.boxes, dtype=np.float64).reshape(-1, 4)
+        out[r.image_id] = GroundTruth(boxes, r.size, r.label, tuple(r.mask_paths), r.ignore_path)
+    return out
+
+
+def _best_index(curve: np.ndarray) -> int:
+    return int(np.argmax(curve))  # the first maximum, as ndarray.max() picks the value
+
+
+@dataclass
+class BoxAccumulator:
+    """Streaming box metrics for both contour modes.
+
+    Example:
+        >>> acc = BoxAccumulator(gt, Protocol(cam_curve_interval=0.01))  # doctest: +SKIP
+        >>> acc.update(scoremaps, image_ids, top1_correct=top1, top5_correct=top5)
+        >>> acc.compute()["MaxBoxAccV2"]
+    """
+
+    gt: Mapping[str, GroundTruth]
+    protocol: Protocol = field(default_factory=Protocol)
+    engine: str = "fast"  # or "reference": the straightforward per-threshold path
+
+    def __post_init__(self):
+        if self.engine not in ("fast", "reference"):
+            raise ValueError("engine must be 'fast' or 'reference'")
+        shape = (len(self.protocol.iou_thresholds), len(self.protocol.thresholds))
+        self.correct = {m: np.zeros(shape, dtype=np.int64) for m in CONTOUR_MODES}
+        self.correct_top1 = {m: np.zeros(shape, dtype=np.int64) for m in CONTOUR_MODES}
+        self.correct_top5 = {m: np.zeros(shape, dtype=np.int64) for m in CONTOUR_MODES}
+        self.count = 0
+        self.count_with_class = 0
+        self.class_top1 = 0
+        self.class_top5 = 0
+
+    def _gt_boxes(self, image_id: str) -> np.ndarray:
+        try:
+            g = self.gt[image_id]
+        except KeyError:
+            raise KeyError(f"image id {image_id} is not in the ground truth") from None
+        if len(g.boxes) == 0:
+            raise ValueError(f"image {image_id} has no GT box")
+        if g.size is None:
+            raise ValueError(f"image {image_id} has no size in the metadata (image_sizes.txt)")
+        return resize_boxes(g.boxes, g.size, self.protocol.eval_size)
+
+    def update(
+        self,
+        scoremaps: np.ndarray,
+        image_ids: Sequence[str],
+        top1_correct: Sequence[bool] | None = None,
+        top5_correct: Sequence[bool] | None = None,
+    ) -> None:
+        """Add prepared score maps (N, H, W) float64 in [0, 1] (see ``prepare_scoremaps``)."""
+        gts = [self._gt_boxes(i) for i in image_ids]
+        thresholds = self.protocol.thresholds
+        levels = np.asarray(self.protocol.iou_thresholds, dtype=np.float64)[:, None, None] / 100
+        for mode in CONTOUR_MODES:
+            multi = mode == "multi"
+            if self.engine == "fast":
+                ious = _sweep.threshold_ious(to_uint8(scoremaps), gts, thresholds, multi)
+            else:
+                ious = np.stack(
+                    [
+                        threshold_ious_reference(s, g, thresholds, multi)
+                        for s, g in zip(scoremaps, gts)
+                    ]
+                )
+            hit = ious[None] >= levels  # (D, N, T)
+            self.correct[mode] += hit.sum(axis=1)
+            if top1_correct is not None:
+                self.correct_top1[mode] += (
+                    hit & np.asarray(top1_correct, bool)[None, :, None]
+                ).sum(axis=1)
+            if top5_correct is not None:
+                self.correct_top5[mode] += (
+                    hit & np.asarray(top5_correct, bool)[None, :, None]
+                ).sum(axis=1)
+        self.count += len(image_ids)
+        if top1_correct is not None:
+            self.count_with_class += len(image_ids)
+            self.class_top1 += int(np.sum(top1_correct))
+            self.class_top5 += int(np.sum(top5_correct)) if top5_correct is not None else 0
+
+    # -- combining ---------------------------------------------------------------------------
+    def _arrays(self) -> list[np.ndarray]:
+        return [
+            d[m]
+            for d in (self.correct, self.correct_top1, self.correct_top5)
+            for m in CONTOUR_MODES
+        ]
+
+    def _scalars(self) -> np.ndarray:
+        return np.array(
+            [self.count, self.count_with_class, self.class_top1, self.class_top5], dtype=np.int64
+        )
+
+    def _set_scalars(self, values) -> None:
+        self.count, self.count_with_class, self.class_top1, self.class_top5 = (
+            int(v) for v in values
+        )
+
+    def merge(self, other: BoxAccumulator) -> BoxAccumulator:
+        """Add another accumulator's counts (same protocol) into this one."""
+        if other.protocol != self.protocol:
+            raise ValueError("cannot merge accumulators with different protocols")
+        for mine, theirs in zip(self._arrays(), other._arrays()):
+            mine += theirs
+        self._set_scalars(self._scalars() + other._scalars())
+        return self
+
+    def all_reduce(self) -> None:
+        """Sum the counts over all processes of the default torch.distributed group."""
+        _all_reduce_arrays([*self._arrays(), self._scalars()], self._set_scalars)
+
+    # -- results -----------------------------------------------------------------------------
+    def compute(self, fixed_threshold: float | None = None) -> dict:
+        """Every box metric, the best thresholds and the per-threshold curves (percent)."""
+        if self.count == 0:
+            raise RuntimeError("no image was accumulated")
+        p = self.protocol
+        thresholds = p.thresholds
+        out: dict = {"images": self.count, "box": {}, "curves": {"thresholds": thresholds.tolist()}}
+        for mode in CONTOUR_MODES:
+            acc = self.correct[mode] * 100.0 / float(self.count)
+            out["curves"][mode] = {str(d): acc[i].tolist() for i, d in enumerate(p.iou_thresholds)}
+            out["box"][mode] = {
+                str(d): {
+                    "max_box_acc": float(acc[i].max()),
+                    "best_threshold": float(thresholds[_best_index(acc[i])]),
+                }
+                for i, d in enumerate(p.iou_thresholds)
+            }
+        i50 = p.iou_thresholds.index(50)
+        out["MaxBoxAcc"] = out["box"]["single"]["50"]["max_box_acc"]
+        out["MaxBoxAccV2"] = float(
+            np.mean([out["box"]["multi"][str(d)]["max_box_acc"] for d in p.iou_thresholds])
+        )
+        mode = p.mode
+        gt_known = self.correct[mode][i50] * 100.0 / self.count
+        best = _best_index(gt_known)
+        loc: dict = {"contour_mode": mode, "best_threshold": float(thresholds[best])}
+        picks = {"best": best}
+        if fixed_threshold is not None:
+            picks["fixed"] = int(np.argmin(np.abs(thresholds - fixed_threshold)))
+            loc["fixed_threshold"] = float(thresholds[picks["fixed"]])
+        for name, index in picks.items():
+            loc[f"gt_known_loc@{name}"] = float(gt_known[index])
+            if self.count_with_class:
+                n = float(self.count_with_class)
+                loc[f"top1_loc@{name}"] = float(self.correct_top1[mode][i50][index] * 100.0 / n)
+                loc[f"top5_loc@{name}"] = float(self.correct_top5[mode][i50][index] * 100.0 / n)
+        out["loc"] = loc
+        if self.count_with_class:
+            out["classification"] = {
+                "top1_acc": self.class_top1 * 100.0 / self.count_with_class,
+                "top5_acc": self.class_top5 * 100.0 / self.count_with_class,
+            }
+        return out
+
+
+def load_mask(path: str | Path, size: tuple[int, int] = EVAL_SIZE) -> np.ndarray:
+    """A mask file as the reference reads it: grayscale float32, nearest resize, ``> 0.5``."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise FileNotFoundError(f"cannot read mask {path}")
+    return cv2.resize(np.float32(image), tuple(size), interpolation=cv2.INTER_NEAREST) > 0.5
+
+
+def gt_mask(
+    mask_paths: Sequence[Path], ignore_path: Path | None, size: tuple[int, int] = EVAL_SIZE
+) -> np.ndarray:
+    """(H, W) uint8: 1 foreground (union of instances), 255 ignore (ignore box minus GT), 0 else."""
+    if not mask_paths:
+        raise ValueError("no mask")
+    fg = np.stack([load_mask(p, size) for p in mask_paths]).any(axis=0)
+    out = fg.astype(np.uint8)
+    if ignore_path is not None:
+        ignore = load_mask(ignore_path, size) & ~fg
+        out += 255 * ignore.astype(np.uint8)
+    return out
+
+
+@dataclass
+class MaskAccumulator:
+    """Streaming PxAP: histograms of score-map values at GT-foreground and background pixels."""
+
+    gt: Mapping[str, GroundTruth]
+    protocol: Protocol = field(default_factory=Protocol)
+
+    def __post_init__(self):
+        # bins [0, bw), ..., [1 - bw, 1), [1, 2), [2, 3]: the reference's right edges
+        self.edges = np.append(self.protocol.thresholds, [1.0, 2.0, 3.0])
+        self.fg_hist = np.zeros(len(self.edges) - 1, dtype=np.int64)
+        self.bg_hist = np.zeros(len(self.edges) - 1, dtype=np.int64)
+        self.count = 0
+
+    def _histogram(self, values: np.ndarray) -> np.ndarray:
+        # equals np.histogram(values, bins=edges) for values in [0, 3], without its sort
+        index = np.searchsorted(self.edges, values, side="right") - 1
+        index = np.minimum(index, len(self.edges) - 2)
+        return np.bincount(index, minlength=len(self.edges) - 1)
+
+    def update(self, scoremaps: np.ndarray, image_ids: Sequence[str]) -> None:
+        for scoremap, image_id in zip(scoremaps, image_ids):
+            g = self.gt.get(image_id)
+            if g is None:
+                raise KeyError(f"image id {image_id} is not in the ground truth")
+            mask = gt_mask(g.mask_paths, g.ignore_path, self.protocol.eval_size)
+            self.fg_hist += self._histogram(scoremap[mask == 1])
+            self.bg_hist += self._histogram(scoremap[mask == 0])
+            self.count += 1
+
+    def merge(self, other: MaskAccumulator) -> MaskAccumulator:
+        if other.protocol != self.protocol:
+            raise ValueError("cannot merge accumulators with different protocols")
+        self.fg_hist += other.fg_hist
+        self.bg_hist += other.bg_hist
+        self.count += other.count
+        return self
+
+    def all_reduce(self) -> None:
+        def set_count(values):
+            self.count = int(values[0])
+
+        _all_reduce_arrays([self.fg_hist, self.bg_hist, np.array([self.count])], set_count)
+
+    def compute(self) -> dict:
+        """PxAP (percent) and the precision-recall curve, as the reference's MaskEvaluator."""
+        fg = self.fg_hist.astype(np.float64)
+        bg = self.bg_hist.astype(np.float64)
+        tp = fg[::-1].cumsum()
+        fn = fg.sum() - tp
+        fp = bg[::-1].cumsum()
+        if ((tp + fn) <= 0).all():
+            raise RuntimeError("no positive ground-truth pixel in the evaluation set")
+        if ((tp + fp) <= 0).all():
+            raise RuntimeError("no positive prediction in the evaluation set")
+        nonzero = (tp + fp) != 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = tp / (tp + fp)
+            recall = tp / (tp + fn)
+        auc = (precision[1:] * np.diff(recall))[nonzero[1:]].sum() * 100
+        keep = nonzero
+        # curve thresholds: the lower edge of each bin, high to low
+        lower = self.edges[:-1][::-1]
+        return {
+            "PxAP": float(auc),
+            "images": self.count,
+            "pr_curve": {
+                "threshold": lower[keep].tolist(),
+                "precision": precision[keep].tolist(),
+                "recall": recall[keep].tolist(),
+            },
+        }
+
+
+def _all_reduce_arrays(arrays: list[np.ndarray], set_scalars) -> None:
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    flat = np.concatenate([a.ravel() for a in arrays]).astype(np.int64)
+    tensor = torch.from_numpy(flat)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor)
+    flat = tensor.cpu().numpy()
+    offset = 0
+    for a in arrays[:-1]:
+        a[...] = flat[offset : offset + a.size].reshape(a.shape)
+        offset += a.size
+    set_scalars(flat[offset:])
+
+
+class LocalizationEvaluator:
+    """CAMs in, every WSOL metric out: prepares score maps once, feeds the accumulators.
+
+    Args:
+        gt: {image_id: GroundTruth} (see :func:`ground_truth`).
+        protocol: the protocol settings.
+        boxes: evaluate boxes (needs GT boxes and image sizes).
+        masks: evaluate PxAP (needs GT masks).
+        engine: ``fast`` or ``reference`` for the box curves.
+    """
+
+    def __init__(
+        self,
+        gt: Mapping[str, GroundTruth],
+        protocol: Protocol | None = None,
+        boxes: bool = True,
+        masks: bool = False,
+        engine: str = "fast",
+    ):
+        self.protocol = protocol or Protocol()
+        self.boxes = BoxAccumulator(gt, self.protocol, engine) if boxes else None
+        self.masks = MaskAccumulator(gt, self.protocol) if masks else None
+        if not boxes and not masks:
+            raise ValueError("nothing to evaluate: enable boxes or masks")
+
+    def update(
+        self,
+        cams: Sequence[np.ndarray] | np.ndarray,
+        image_ids: Sequence[str],
+        top1_correct: Sequence[bool] | None = None,
+        top5_correct: Sequence[bool] | None = None,
+    ) -> np.ndarray:
+        """Add raw CAMs of any size; returns the prepared (N, H, W) score maps."""
+        p = self.protocol
+        scoremaps = prepare_scoremaps(cams, image_ids, p.eval_size, p.normalize, p.interpolation)
+        if self.boxes is not None:
+            self.boxes.update(scoremaps, image_ids, top1_correct, top5_correct)
+        if self.masks is not None:
+            self.masks.update(scoremaps, image_ids)
+        return scoremaps
+
+    def merge(self, other: LocalizationEvaluator) -> LocalizationEvaluator:
+        if self.boxes is not None:
+            self.boxes.merge(other.boxes)
+        if self.masks is not None:
+            self.masks.merge(other.masks)
+        return self
+
+    def all_reduce(self) -> None:
+        if self.boxes is not None:
+            self.boxes.all_reduce()
+        if self.masks is not None:
+            self.masks.all_reduce()
+
+    def compute(self, fixed_threshold: float | None = None) -> dict:
+        out: dict = {"protocol": self.protocol.to_dict()}
+        if self.boxes is not None:
+            out.update(self.boxes.compute(fixed_threshold))
+        if self.masks is not None:
+            out["mask"] = self.masks.compute()
+            out["PxAP"] = out["mask"]["PxAP"]
+        return out
