@@ -1,0 +1,138 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from wsol.metrics import (
+    BoxAccumulator,
+    GroundTruth,
+    LocalizationEvaluator,
+    MaskAccumulator,
+    Protocol,
+)
+
+
+def _gt(boxes, size=(224, 224), **kw):
+    return GroundTruth(np.asarray(boxes, dtype=float).reshape(-1, 4), size, **kw)
+
+
+def blob(y0, y1, x0, x1, size=224):
+    m = np.zeros((size, size))
+    m[y0:y1, x0:x1] = 1.0
+    return m
+
+
+def test_max_box_acc_counts_images_and_picks_best_threshold():
+    gt = {"a": _gt([[10, 10, 110, 110]]), "b": _gt([[50, 50, 60, 60]])}
+    acc = BoxAccumulator(gt, Protocol(cam_curve_interval=0.01))
+    maps = np.stack([blob(10, 111, 10, 111), blob(100, 200, 100, 200)])
+    acc.update(maps, ["a", "b"], top1_correct=[True, False], top5_correct=[True, True])
+    out = acc.compute(fixed_threshold=0.5)
+    assert out["MaxBoxAcc"] == 50.0  # a is right, b is not
+    assert out["box"]["multi"]["70"]["max_box_acc"] == 50.0
+    assert out["MaxBoxAccV2"] == 50.0
+    assert out["loc"]["gt_known_loc@best"] == 50.0
+    assert out["loc"]["top1_loc@best"] == 50.0 and out["loc"]["top5_loc@fixed"] == 50.0
+    assert out["classification"] == {"top1_acc": 50.0, "top5_acc": 100.0}
+    assert out["loc"]["best_threshold"] == 0.0
+    assert len(out["curves"]["single"]["50"]) == 100
+
+
+def test_top1_loc_needs_the_right_class():
+    gt = {"a": _gt([[10, 10, 110, 110]])}
+    acc = BoxAccumulator(gt, Protocol(cam_curve_interval=0.1))
+    acc.update(blob(10, 111, 10, 111)[None], ["a"], top1_correct=[False], top5_correct=[True])
+    out = acc.compute()
+    assert out["loc"]["gt_known_loc@best"] == 100.0
+    assert out["loc"]["top1_loc@best"] == 0.0 and out["loc"]["top5_loc@best"] == 100.0
+
+
+def test_gt_boxes_are_rescaled_from_the_original_size():
+    gt = {"a": _gt([[0, 0, 49, 24]], size=(100, 50))}  # left half, top half of a 100x50 image
+    acc = BoxAccumulator(gt, Protocol(cam_curve_interval=0.1))
+    acc.update(blob(0, 110, 0, 110)[None], ["a"])  # 224 * 49/100 = 109.76 -> 109
+    assert acc.compute()["MaxBoxAcc"] == 100.0
+
+
+def test_merge_equals_one_pass_and_engines_agree():
+    rng = np.random.default_rng(0)
+    ids = [f"i{k}" for k in range(6)]
+    gt = {
+        i: _gt(
+            [
+                [
+                    rng.integers(0, 100),
+                    rng.integers(0, 100),
+                    rng.integers(120, 224),
+                    rng.integers(120, 224),
+                ]
+            ]
+        )
+        for i in ids
+    }
+    cams = [rng.random((7, 7)) ** 2 for _ in ids]
+    p = Protocol(cam_curve_interval=0.01)
+    whole = LocalizationEvaluator(gt, p)
+    whole.update(cams, ids)
+    left, right = LocalizationEvaluator(gt, p), LocalizationEvaluator(gt, p)
+    left.update(cams[:2], ids[:2])
+    right.update(cams[2:], ids[2:])
+    assert left.merge(right).compute() == whole.compute()
+    reference = LocalizationEvaluator(gt, p, engine="reference")
+    reference.update(cams, ids)
+    assert reference.compute() == whole.compute()
+
+
+def test_protocol_validation():
+    with pytest.raises(ValueError, match="include 50"):
+        Protocol(iou_thresholds=(30, 70))
+    with pytest.raises(KeyError, match="not in the ground truth"):
+        BoxAccumulator({}, Protocol(cam_curve_interval=0.1)).update(
+            np.zeros((1, 224, 224)), ["nope"]
+        )
+
+
+def _save_mask(path, array):
+    Image.fromarray(array.astype(np.uint8)).save(path)
+    return path
+
+
+def test_pxap_perfect_and_inverted_and_ignore(tmp_path):
+    mask = np.zeros((224, 224), np.uint8)
+    mask[50:150, 60:160] = 255
+    m = _save_mask(tmp_path / "m.png", mask)
+    gt = {"a": _gt([], mask_paths=(m,))}
+    p = Protocol(cam_curve_interval=0.01)
+    perfect = MaskAccumulator(gt, p)
+    perfect.update((mask / 255.0)[None], ["a"])
+    assert perfect.compute()["PxAP"] == pytest.approx(100.0)
+    inverted = MaskAccumulator(gt, p)
+    inverted.update((1 - mask / 255.0)[None], ["a"])
+    # precision is the foreground share (100*100 / 224^2) wherever recall grows
+    assert inverted.compute()["PxAP"] == pytest.approx(100 * 100 * 100 / 224**2, rel=1e-6)
+    # an ignore region covering all the background makes even a flat map perfect
+    ignore = _save_mask(tmp_path / "i.png", np.full((224, 224), 255))
+    flat = MaskAccumulator({"a": _gt([], mask_paths=(m,), ignore_path=ignore)}, p)
+    flat.update(np.full((1, 224, 224), 0.5), ["a"])
+    assert flat.compute()["PxAP"] == pytest.approx(100.0)
+
+
+def test_pxap_histogram_equals_numpy_histogram(tmp_path):
+    rng = np.random.default_rng(3)
+    acc = MaskAccumulator({}, Protocol(cam_curve_interval=0.001))
+    values = np.concatenate([rng.random(5000), [0.0, 1.0, 0.5, 0.999, 0.0005]])
+    np.testing.assert_array_equal(acc._histogram(values), np.histogram(values, bins=acc.edges)[0])
+
+
+def test_pxap_union_of_instances(tmp_path):
+    a = np.zeros((224, 224), np.uint8)
+    a[:, :100] = 255
+    b = np.zeros((224, 224), np.uint8)
+    b[:, 120:] = 255
+    gt = {
+        "x": _gt(
+            [], mask_paths=(_save_mask(tmp_path / "a.png", a), _save_mask(tmp_path / "b.png", b))
+        )
+    }
+    acc = MaskAccumulator(gt, Protocol(cam_curve_interval=0.01))
+    acc.update(((a | b) / 255.0)[None], ["x"])
+    assert acc.compute()["PxAP"] == pytest.approx(100.0)
