@@ -64,6 +64,38 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import train
+
+    overrides = list(args.overrides)
+    if args.skip_bad_images:
+        overrides.append("data.skip_bad_images=true")
+    config = args.config
+    if config is not None and "=" in str(config) and not config.exists():
+        overrides.insert(0, str(config))  # `wsol train --resume --out RUN key=value`
+        config = None
+    if config is None:
+        if not (args.resume and args.out):
+            raise ValueError("give a CONFIG, or --resume with --out RUN_DIR")
+        config = args.out / "config.yaml"
+    cfg = load_config(config, overrides)
+    out = args.out or Path("runs") / Path(config).stem
+    row = train(cfg, out, resume=args.resume, progress=not args.quiet)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(f"run folder: {out}" + (f" (last epoch {row['epoch']})" if row else ""))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    for name in list_models(args.pattern):
+        print(name)
+    return 0
+
+
 # ---------------------------------------------------------------- evaluate
 def _protocol(args: argparse.Namespace):
     from .metrics import Protocol
@@ -247,8 +279,34 @@ def build_parser() -> argparse.ArgumentParser:
     add_protocol_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser(
+        "train",
+        help="train a classifier (base, CutMix, Mixup, Cutout) from a YAML config",
+        description="Train from a YAML config (see configs/), with key=value overrides such as "
+        "optim.lr=0.01 method.method=cutmix. Multi-GPU: torchrun --nproc_per_node=N -m wsol.cli train ...",
+    )
+    p.add_argument(
+        "config",
+        nargs="?",
+        type=Path,
+        help="YAML config, e.g. configs/cub_resnet50_cutmix.yaml (with --resume: default OUT/config.yaml)",
+    )
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<config name>)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last.pt"
+    )
+    p.add_argument(
+        "--skip-bad-images", action="store_true", help="skip and count unreadable images"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="list the registered models")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*'")
+    p.set_defaults(func=cmd_models)
+
     for name, text in (
-        ("train", "train a classifier (base, CutMix, Mixup, Cutout) from a YAML config"),
         ("gallery", "render CAM overlay galleries (PNG grid and offline HTML page)"),
         ("compare", "join runs into one table with curves and confidence intervals"),
         ("demo", "generate synthetic data, train base and CutMix on the CPU, evaluate and compare"),
@@ -263,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"wsol: error: {err}", file=sys.stderr)
         return 2
 

@@ -118,3 +118,110 @@ def save_result(
     if echo:
         print(format_table(result))
         print(f"wrote {json_path} and {csv_path}")
+
+
+# ---------------------------------------------------------------------------------- models
+def _shard(n: int) -> list[int]:
+    """This process's share of n items, without padding (every image is evaluated once)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return list(range(dist.get_rank(), n, dist.get_world_size()))
+    return list(range(n))
+
+
+def evaluate_model(
+    model,
+    split,
+    protocol: Protocol | None = None,
+    *,
+    device=None,
+    crop_size: int = 224,
+    batch_size: int = 64,
+    workers: int = 2,
+    cam_method: str = "cam",
+    fixed_threshold: float | None = None,
+    save_cams: str | Path | None = None,
+    amp_dtype=None,
+    progress: bool = True,
+) -> dict:
+    """Classify a split and evaluate its CAMs (of the GT class) in the same forward pass.
+
+    Under torch.distributed each process takes every world_size-th image and the accumulators
+    are summed across processes; every process returns the full result.
+
+    Args:
+        model: a :class:`wsol.models.WSOLModel`.
+        split: the :class:`DatasetSplit` to evaluate (boxes and/or masks).
+        save_cams: write each prepared 224 x 224 score map to ``save_cams/<image_id>.npy``
+            (float64, the reference layout), so ``wsol evaluate --cams`` reproduces the numbers.
+    """
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from .cam import extract
+    from .data.dataset import RecordDataset, eval_transform
+
+    device = device or next(model.parameters()).device
+    do_boxes = split.has_boxes
+    do_masks = split.has_masks and all(r.mask_paths for r in split.records)
+    evaluator = None
+    if do_boxes or do_masks:
+        evaluator = LocalizationEvaluator(
+            ground_truth(split), protocol, boxes=do_boxes, masks=do_masks
+        )
+    dataset = Subset(RecordDataset(split, eval_transform(crop_size)), _shard(len(split)))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    top1_total = top5_total = seen = 0
+    ids_all = [r.image_id for r in split.records]
+    bar = tqdm(total=len(dataset), desc=f"evaluate {split.split}", unit="img", disable=not progress)
+    for images, labels, indices in loader:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits, cams = extract(model, images, labels, cam_method)
+        top5 = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
+        top1_ok = (top5[:, 0] == labels).cpu().numpy()
+        top5_ok = (top5 == labels[:, None]).any(dim=1).cpu().numpy()
+        top1_total += int(top1_ok.sum())
+        top5_total += int(top5_ok.sum())
+        seen += len(labels)
+        ids = [ids_all[i] for i in indices.tolist()]
+        if evaluator is not None:
+            maps = evaluator.update(cams.float().cpu().numpy(), ids, top1_ok, top5_ok)
+            if save_cams is not None:
+                for image_id, scoremap in zip(ids, maps):
+                    path = cam_path(save_cams, image_id)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(path, scoremap)
+        bar.update(len(ids))
+    bar.close()
+    counts = np.array([top1_total, top5_total, seen], dtype=np.int64)
+    if evaluator is not None:
+        evaluator.all_reduce()
+    counts = _all_reduce_counts(counts)
+    result = (
+        evaluator.compute(fixed_threshold)
+        if evaluator is not None
+        else {"protocol": (protocol or Protocol()).to_dict()}
+    )
+    result["classification"] = {
+        "top1_acc": counts[0] * 100.0 / counts[2],
+        "top5_acc": counts[1] * 100.0 / counts[2],
+    }
+    result["images"] = int(counts[2])
+    result["dataset"], result["split"], result["cam_method"] = split.name, split.split, cam_method
+    return result
+
+
+def _all_reduce_counts(counts: np.ndarray) -> np.ndarray:
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return counts
+    t = torch.from_numpy(counts)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return t.cpu().numpy()

@@ -1,0 +1,87 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsol.mixing import MixingConfig, cutmix, cutout, mix_batch, mixed_loss, mixup, rand_box
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (20, 50), (50, 20)])
+def test_cutmix_box_inside_and_lambda_is_the_pasted_area(h, w):
+    for seed in range(50):
+        images = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 3, h, w).clone()
+        targets = torch.tensor([0, 1, 2, 3])
+        batch = cutmix(images, targets, beta=1.0, generator=_gen(seed))
+        changed = (batch.images != images).any(dim=1)  # (B, H, W)
+        partner = batch.targets_b  # image k received a patch of image targets_b[k]
+        for k in range(4):
+            if partner[k] == k:
+                assert not changed[k].any()
+                continue
+            ys, xs = torch.nonzero(changed[k], as_tuple=True)
+            area = changed[k].sum().item()
+            assert 1.0 - area / (h * w) == pytest.approx(batch.lam, abs=1e-12)
+            if area:
+                # a rectangle inside the image, filled with the partner's pixels
+                assert (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1) == area
+                assert (batch.images[k][:, changed[k]] == float(partner[k])).all()
+
+
+def test_rand_box_keeps_height_and_width_apart():
+    g = _gen(1)
+    for _ in range(200):
+        x0, y0, x1, y1 = rand_box(10, 100, lam=0.0, generator=g)  # a full-size cut, clipped
+        assert 0 <= x0 <= x1 <= 100 and 0 <= y0 <= y1 <= 10
+        assert x1 - x0 <= 100 and y1 - y0 <= 10
+    x0, y0, x1, y1 = rand_box(10, 100, lam=0.75, generator=_gen(2))  # side ratio 0.5
+    assert x1 - x0 <= 50 and y1 - y0 <= 5
+
+
+def test_mixed_loss_weights_both_label_sets():
+    images = torch.randn(6, 3, 16, 16)
+    targets = torch.tensor([0, 1, 2, 0, 1, 2])
+    batch = cutmix(images, targets, generator=_gen(3))
+    logits = torch.randn(6, 3)
+    expected = batch.lam * F.cross_entropy(logits, batch.targets_a) + (
+        1 - batch.lam
+    ) * F.cross_entropy(logits, batch.targets_b)
+    assert mixed_loss(logits, batch).item() == pytest.approx(expected.item())
+    assert torch.equal(batch.targets_a, targets)
+    assert sorted(batch.targets_b.tolist()) == sorted(targets.tolist())  # a permutation
+    smooth = mixed_loss(logits, batch, label_smoothing=0.1)
+    assert smooth.item() != pytest.approx(mixed_loss(logits, batch).item())
+
+
+def test_deterministic_under_a_seed_and_prob():
+    images, targets = torch.randn(8, 3, 12, 20), torch.arange(8)
+    a, b = cutmix(images, targets, generator=_gen(5)), cutmix(images, targets, generator=_gen(5))
+    assert (
+        torch.equal(a.images, b.images) and a.lam == b.lam and torch.equal(a.targets_b, b.targets_b)
+    )
+    c = cutmix(images, targets, generator=_gen(6))
+    assert not torch.equal(a.images, c.images) or a.lam != c.lam
+    never = MixingConfig(method="cutmix", cutmix_prob=0.0)
+    assert mix_batch(images, targets, never, _gen(0)).lam == 1.0
+    always = MixingConfig(method="cutmix", cutmix_prob=1.0)
+    assert sum(mix_batch(images, targets, always, _gen(s)).lam < 1.0 for s in range(20)) >= 15
+
+
+def test_mixup_blends_and_cutout_zeros_a_square():
+    images, targets = torch.rand(4, 3, 10, 10), torch.arange(4)
+    m = mixup(images, targets, alpha=1.0, generator=_gen(0))
+    index = [targets.tolist().index(t) for t in m.targets_b.tolist()]
+    assert torch.allclose(m.images, m.lam * images + (1 - m.lam) * images[index])
+    out = cutout(torch.ones(16, 1, 20, 30), size=6, generator=_gen(0))
+    for k in range(16):
+        holes = (out[k, 0] == 0).nonzero()
+        assert len(holes) <= 36
+        if len(holes):
+            assert (
+                holes[:, 0].max() - holes[:, 0].min() < 6
+                and holes[:, 1].max() - holes[:, 1].min() < 6
+            )
+    with pytest.raises(ValueError, match="unknown method"):
+        MixingConfig(method="cutpaste")

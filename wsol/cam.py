@@ -1,0 +1,97 @@
+"""CAM extraction from a model: batched, on the model's device, in the classifying forward pass.
+
+``cam`` (Zhou et al. 2016) uses the classifier weights of the class on the last feature map, the
+same forward pass that gives the logits. The Grad-CAM family (``gradcam``, ``gradcampp``,
+``layercam``, ``scorecam``) comes from the ``grad-cam`` package (pytorch-grad-cam) behind the
+same interface, with the model's last feature block as the target layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+CAM_METHODS = ("cam", "gradcam", "gradcampp", "layercam", "scorecam")
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Put the model in eval mode and restore its training flag afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def logits_and_cams(model, images: torch.Tensor, classes: torch.Tensor | None = None):
+    """(logits (B, K), CAMs (B, h, w) float32) in one forward pass; ``classes`` default to the
+    top-1 prediction. Stays on the model's device."""
+    logits, features = model.forward_with_features(images)
+    if classes is None:
+        classes = logits.argmax(dim=1)
+    return logits, model.cams(features, classes.to(logits.device)).float()
+
+
+class _FeatureTarget(torch.nn.Module):
+    """The module pytorch-grad-cam hooks: the model's feature map (backbone + neck)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward_features(x)
+
+
+class _Wrapped(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.features = _FeatureTarget(model)
+        self.model = model
+
+    def forward(self, x):
+        features = self.features(x)
+        return self.model.classifier(features.mean(dim=(2, 3)))
+
+
+def gradcam_family(model, images: torch.Tensor, classes: torch.Tensor, method: str) -> torch.Tensor:
+    """CAMs (B, H, W) of ``classes`` with a pytorch-grad-cam method, at the input resolution.
+
+    The model's training flag and hooks are restored afterwards (pytorch-grad-cam's context
+    manager releases its hooks).
+    """
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cls = {
+        "gradcam": GradCAM,
+        "gradcampp": GradCAMPlusPlus,
+        "layercam": LayerCAM,
+        "scorecam": ScoreCAM,
+    }[method]
+    wrapped = _Wrapped(model)
+    with eval_mode(model), cls(model=wrapped, target_layers=[wrapped.features]) as extractor:
+        if method == "scorecam":
+            extractor.batch_size = max(1, min(64, images.shape[0] * 4))
+        targets = [ClassifierOutputTarget(int(c)) for c in classes]
+        cams = extractor(input_tensor=images, targets=targets)
+    return torch.from_numpy(cams)
+
+
+def extract(model, images: torch.Tensor, classes: torch.Tensor | None = None, method: str = "cam"):
+    """(logits, CAMs) for any method; CAM CAMs stay at feature resolution on the device,
+    Grad-CAM family ones come at input resolution on the CPU."""
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}: {', '.join(CAM_METHODS)}")
+    with eval_mode(model):
+        logits, cams = logits_and_cams(model, images, classes)
+    if method == "cam":
+        return logits, cams
+    if classes is None:
+        classes = logits.argmax(dim=1)
+    with torch.enable_grad():
+        return logits, gradcam_family(model, images, classes.cpu(), method)

@@ -1,0 +1,455 @@
+"""``wsol train``: CutMix and baseline classifiers for WSOL, on the CPU, one GPU or many.
+
+Multi-GPU and multi-node runs go through ``torchrun`` (DistributedDataParallel; NCCL on GPUs,
+gloo on the CPU): RANK / WORLD_SIZE / LOCAL_RANK are read from the environment.
+
+A run folder holds ``config.yaml`` (the resolved config), ``log.csv`` (one row per epoch),
+``last.pt`` (after every epoch) and ``best.pt`` (best val score). Checkpoints are written
+atomically and hold the model, optimizer, scheduler, AMP scaler, epoch and RNG states; every
+epoch's randomness (data order, augmentation, mixing) is seeded from (seed, epoch, rank), so
+``--resume`` continues a killed run exactly where its last finished epoch left it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from .config import TrainConfig, save_config
+from .data.dataset import RecordDataset, collate_skipping, train_transform
+from .data.splits import load_split
+from .mixing import MixingConfig, mix_batch, mixed_loss
+from .models import create_model
+from .report import atomic_write_text
+
+LOG_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "lr",
+    "images_per_s",
+    "skipped_images",
+    "val_top1_acc",
+    "val_MaxBoxAcc",
+    "val_MaxBoxAccV2",
+    "val_PxAP",
+    "seconds",
+)
+
+
+@dataclass
+class Dist:
+    """Where this process sits in a (possibly one-process) torch.distributed job."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> Dist:
+    """Read torchrun's environment; start the process group when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Dist(rank, world, local_rank, dev)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the global RNG that third-party code draws from
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 1_009 + rank * 7_919) % 2**31
+
+
+def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with the backbone at ``lr`` and new layers at ``lr * head_lr_mult``."""
+    o = cfg.optim
+    groups = [
+        {"params": model.backbone_parameters(), "lr": o.lr},
+        {"params": model.head_parameters(), "lr": o.lr * o.head_lr_mult},
+    ]
+    return torch.optim.SGD(
+        groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
+    )
+
+
+def lr_factor(cfg: TrainConfig, epoch: int) -> float:
+    """The learning-rate multiplier of an epoch, in closed form (so a resumed run that extends
+    ``epochs`` follows the new schedule)."""
+    o = cfg.optim
+    if o.scheduler == "step":
+        return o.lr_gamma ** (epoch // max(1, o.lr_step))
+    if o.scheduler == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, cfg.epochs)))
+    if o.scheduler == "none":
+        return 1.0
+    raise ValueError(f"unknown optim.scheduler {o.scheduler!r}: step, cosine or none")
+
+
+def build_scheduler(optimizer, cfg: TrainConfig):
+    lr_factor(cfg, 0)  # fail early on an unknown scheduler
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(cfg, epoch))
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device):
+    if device.type != "cuda" or cfg.amp == "none":
+        return None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+
+
+def train_step(
+    model,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    mixing: MixingConfig,
+    generator: torch.Generator | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    dtype=None,
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch; returns (loss, number correct against the first labels)
+    as tensors on the device, so that the step does not wait for the device."""
+    batch = mix_batch(images, targets, mixing, generator)
+    with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
+        logits = model(batch.images)
+        loss = mixed_loss(logits, batch, label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    correct = (logits.detach().argmax(dim=1) == batch.targets_a).sum()
+    return loss.detach(), correct
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _unwrap(model):
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _read_log(path: Path, upto_epoch: int) -> list[dict]:
+    """Rows of epochs 1..upto_epoch (1-based, as logged)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [row for row in csv.DictReader(f) if int(row["epoch"]) <= upto_epoch]
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _select_score(cfg: TrainConfig, val: dict | None) -> tuple[str, float] | None:
+    if val is None:
+        return None
+    metric = cfg.select_metric
+    if metric == "auto":
+        metric = "MaxBoxAccV2" if "MaxBoxAccV2" in val else "PxAP" if "PxAP" in val else "top1_acc"
+    value = val["classification"][metric] if metric in ("top1_acc", "top5_acc") else val.get(metric)
+    if value is None:
+        raise ValueError(f"select_metric {metric} is not available on the val split")
+    return metric, float(value)
+
+
+def train(
+    cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+) -> dict:
+    """Train a model as ``cfg`` says into ``out_dir``; returns the last epoch's log row.
+
+    With ``resume``, ``out_dir/last.pt`` restores model, optimizer, scheduler, scaler, epoch
+    and RNG state, and training continues with the next epoch.
+    """
+    out = Path(out_dir)
+    d = setup_distributed(cfg.device)
+    # data first: a missing path fails before any work starts
+    train_split = load_split(cfg.data, "train")
+    try:
+        val_split = load_split(cfg.data, "val")
+    except ValueError:
+        val_split = None
+    if not train_split.records:
+        raise ValueError(f"the train split of {cfg.data.root} is empty")
+    num_classes = train_split.num_classes
+
+    seed_everything(epoch_seed(cfg.seed, -1, 0))  # the same initial weights on every rank
+    model = create_model(
+        cfg.model.name, num_classes, cfg.model.pretrained, cfg.model.large_feature_map
+    ).to(d.device)
+    memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg)
+    dtype = amp_dtype(cfg, d.device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+
+    start_epoch, best = 0, None
+    if resume:
+        ckpt_path = out / "last.pt"
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: {ckpt_path} does not exist")
+        ckpt = torch.load(ckpt_path, map_location=d.device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, best = ckpt["epoch"] + 1, ckpt.get("best")
+        _set_rng_state(ckpt["rng"])
+    elif d.main and (out / "last.pt").exists():
+        raise FileExistsError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    log_rows = _read_log(out / "log.csv", start_epoch) if d.main else []
+
+    train_model = model
+    if d.world > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.local_rank] if d.device.type == "cuda" else None
+        )
+    dataset = RecordDataset(
+        train_split,
+        train_transform(cfg.data.resize_size, cfg.data.crop_size),
+        cfg.data.skip_bad_images,
+    )
+
+    row: dict = {}
+    for epoch in range(start_epoch, cfg.epochs):
+        seed = epoch_seed(cfg.seed, epoch, d.rank)
+        seed_everything(seed)
+        if d.world > 1:
+            sampler = DistributedSampler(
+                dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed
+            )
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        loader = DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            num_workers=cfg.data.workers,
+            collate_fn=collate_skipping,
+            pin_memory=d.device.type == "cuda",
+            drop_last=len(dataset) // d.world >= cfg.batch_size,
+            persistent_workers=False,
+        )
+        mixing_gen = torch.Generator().manual_seed(seed)
+        train_model.train()
+        steps = (
+            len(loader)
+            if cfg.max_steps_per_epoch <= 0
+            else min(len(loader), cfg.max_steps_per_epoch)
+        )
+        loss_sum = torch.zeros((), device=d.device)
+        correct_sum = torch.zeros((), device=d.device, dtype=torch.long)
+        seen = skipped = 0
+        t0 = time.perf_counter()
+        bar = tqdm(
+            total=steps,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            disable=not (progress and d.main),
+        )
+        for step, (images, targets, _, n_skipped) in enumerate(loader):
+            if step >= steps:
+                break
+            skipped += n_skipped
+            if images is None:
+                continue
+            images = images.to(d.device, non_blocking=True, memory_format=memory_format)
+            targets = targets.to(d.device, non_blocking=True)
+            loss, correct = train_step(
+                train_model,
+                images,
+                targets,
+                optimizer,
+                cfg.method,
+                mixing_gen,
+                scaler,
+                dtype,
+                cfg.optim.label_smoothing,
+            )
+            loss_sum += loss * len(targets)
+            correct_sum += correct
+            seen += len(targets)
+            if d.main and (step % 10 == 0 or step == steps - 1):
+                rate = seen * d.world / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.3f}", img_s=f"{rate:.0f}")
+            bar.update()
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        totals = torch.tensor(
+            [loss_sum.item(), correct_sum.item(), seen, skipped], dtype=torch.float64
+        )
+        if d.world > 1:
+            totals = totals.to(d.device)
+            dist.all_reduce(totals)
+            totals = totals.cpu()
+        loss_total, correct_total, seen_total, skipped_total = totals.tolist()
+        if not math.isfinite(loss_total):
+            raise FloatingPointError(
+                f"epoch {epoch + 1}: the training loss is not finite; lower optim.lr"
+            )
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+
+        val = None
+        if val_split is not None and (
+            (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs
+        ):
+            from .evaluate import evaluate_model
+            from .metrics import Protocol
+
+            val = evaluate_model(
+                model,
+                val_split,
+                Protocol(cam_curve_interval=cfg.cam_curve_interval),
+                device=d.device,
+                crop_size=cfg.data.crop_size,
+                batch_size=cfg.batch_size,
+                workers=cfg.data.workers,
+                amp_dtype=dtype,
+                progress=False,
+            )
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": loss_total / max(seen_total, 1),
+            "train_acc": 100.0 * correct_total / max(seen_total, 1),
+            "lr": lr,
+            "images_per_s": seen_total / max(elapsed, 1e-9),
+            "skipped_images": int(skipped_total),
+            "val_top1_acc": val["classification"]["top1_acc"] if val else "",
+            "val_MaxBoxAcc": val.get("MaxBoxAcc", "") if val else "",
+            "val_MaxBoxAccV2": val.get("MaxBoxAccV2", "") if val else "",
+            "val_PxAP": val.get("PxAP", "") if val else "",
+            "seconds": elapsed,
+        }
+        score = _select_score(cfg, val)
+        is_best = score is not None and (best is None or score[1] > best["value"])
+        if is_best:
+            best = {"metric": score[0], "value": score[1], "epoch": epoch + 1}
+        if d.main:
+            log_rows.append(row)
+            _write_log(out / "log.csv", log_rows)  # the log first: a resume drops rows past last.pt
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "epoch": epoch,
+                "best": best,
+                "rng": _rng_state(),
+                "config": _config_dict(cfg),
+                "num_classes": num_classes,
+                "class_names": train_split.class_names,
+            }
+            atomic_save(state, out / "last.pt")
+            if is_best:
+                atomic_save(state, out / "best.pt")
+            text = f"epoch {epoch + 1}: loss {row['train_loss']:.4f} acc {row['train_acc']:.1f} {row['images_per_s']:.0f} img/s"
+            if val:
+                text += f" | val top-1 {row['val_top1_acc']:.1f}"
+                if row["val_MaxBoxAccV2"] != "":
+                    text += f" MaxBoxAccV2 {row['val_MaxBoxAccV2']:.1f}"
+            if skipped_total:
+                text += f" | skipped {int(skipped_total)} unreadable images"
+            if progress:
+                tqdm.write(text)
+    if d.world > 1:
+        dist.barrier()
+    return row
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    from .config import config_to_dict
+
+    return config_to_dict(cfg)
+
+
+def load_checkpoint_model(path: str | Path, device: torch.device | str = "cpu"):
+    """(model, config dict, checkpoint) from a run folder (its best.pt, else last.pt) or a .pt file."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "best.pt", path / "last.pt"]
+        found = [p for p in candidates if p.is_file()]
+        if not found:
+            raise FileNotFoundError(f"{path} holds no best.pt or last.pt")
+        path = found[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = ckpt["config"]
+    model = create_model(
+        cfg["model"]["name"],
+        ckpt["num_classes"],
+        pretrained=None,
+        large_feature_map=cfg["model"].get("large_feature_map", False),
+    )
+    model.load_state_dict(ckpt["model"])
+    return model.to(device), cfg, ckpt
