@@ -1,0 +1,187 @@
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from wsol.config import load_config
+from wsol.train import train
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def tiny_synth(tmp_path_factory) -> Path:
+    from wsol.data import SynthSpec, make_synthetic
+
+    root = tmp_path_factory.mktemp("train_synth")
+    make_synthetic(root, SynthSpec(classes=4, train=96, test=16, size=32, seed=1), progress=False)
+    return root
+
+
+def _overrides(root: Path, **extra) -> list[str]:
+    base = {
+        "data.root": str(root),
+        "data.val_per_class": 2,
+        "data.resize_size": 36,
+        "data.crop_size": 32,
+        "data.workers": 0,
+        "model.name": "smallcnn",
+        "model.pretrained": "null",
+        "optim.lr": 0.05,
+        "optim.head_lr_mult": 1,
+        "optim.scheduler": "none",
+        "batch_size": 16,
+        "epochs": 3,
+        "amp": "none",
+        "device": "cpu",
+        "cam_curve_interval": 0.05,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def _log(run: Path) -> list[dict]:
+    with open(run / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("method", ["base", "cutmix"])
+def test_training_runs_and_loss_falls(tiny_synth, tmp_path, method):
+    cfg = load_config(None, _overrides(tiny_synth, **{"method.method": method}))
+    train(cfg, tmp_path / "run", progress=False)
+    rows = _log(tmp_path / "run")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[-1]["val_MaxBoxAccV2"]) >= 0 and float(rows[-1]["val_top1_acc"]) >= 0
+    for name in ("config.yaml", "last.pt", "best.pt"):
+        assert (tmp_path / "run" / name).is_file()
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved.method.method == method and saved.data.root == str(tiny_synth)
+    assert not list((tmp_path / "run").glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+def test_resume_continues_exactly(tiny_synth, tmp_path):
+    straight = load_config(None, _overrides(tiny_synth, **{"method.method": "cutmix"}))
+    train(straight, tmp_path / "a", progress=False)
+    first = load_config(None, _overrides(tiny_synth, **{"method.method": "cutmix", "epochs": 2}))
+    train(first, tmp_path / "b", progress=False)
+    train(straight, tmp_path / "b", resume=True, progress=False)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0, msg=key)
+    assert [r["epoch"] for r in _log(tmp_path / "b")] == ["1", "2", "3"]
+    with pytest.raises(FileExistsError):
+        train(straight, tmp_path / "b", progress=False)  # never overwrite a run by accident
+
+
+def _wsol(*args) -> list[str]:
+    return [sys.executable, "-m", "wsol.cli", *args]
+
+
+def test_resume_after_a_kill_mid_run(tiny_synth, tmp_path):
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--out",
+        str(run),
+        "--quiet",
+        *_overrides(tiny_synth, epochs=6, **{"data.val_per_class": 0}),
+    ]
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text("{}\n")
+    proc = subprocess.Popen(_wsol(args[0], str(cfg_file), *args[1:]))
+    deadline = time.time() + 300
+    while not (run / "last.pt").exists():
+        assert proc.poll() is None, "training ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = torch.load(run / "last.pt", weights_only=False)["epoch"]
+    assert done < 5  # killed before the end
+    subprocess.run(_wsol("train", "--resume", "--out", str(run), "--quiet"), check=True)
+    assert [int(r["epoch"]) for r in _log(run)] == [1, 2, 3, 4, 5, 6]
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 5
+
+
+def test_unreadable_image_is_named_or_skipped(tiny_synth, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synth, root)
+    bad = sorted((root / "images").rglob("*.jpg"))[0]
+    bad.write_bytes(b"broken")
+    cfg = load_config(None, _overrides(root, epochs=1, **{"data.val_per_class": 0}))
+    with pytest.raises(RuntimeError, match=bad.name):
+        train(cfg, tmp_path / "run", progress=False)
+    cfg = load_config(
+        None,
+        _overrides(root, epochs=1, **{"data.val_per_class": 0, "data.skip_bad_images": "true"}),
+    )
+    train(cfg, tmp_path / "run2", progress=False)
+    assert _log(tmp_path / "run2")[0]["skipped_images"] == "1"
+
+
+def test_missing_data_fails_before_any_work(tmp_path):
+    cfg = load_config(None, _overrides(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="unknown key 'lrr'"):
+        load_config(None, ["optim.lrr=1"])
+
+
+def test_two_process_gloo_torchrun(tiny_synth, tmp_path):
+    run = tmp_path / "ddp"
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text("{}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        "-m", "wsol.cli", "train", str(cfg_file), "--out", str(run), "--quiet",
+        *_overrides(tiny_synth, epochs=1),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, env=env, timeout=600)
+    rows = _log(run)
+    assert len(rows) == 1 and float(rows[0]["train_loss"]) > 0
+    assert (run / "last.pt").is_file() and len(list(run.glob("*.pt"))) == 2  # last and best, once
+    ckpt = torch.load(run / "last.pt", weights_only=False)
+    assert not any(k.startswith("module.") for k in ckpt["model"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    from wsol.models import list_models
+
+    assert cfg.model.name in list_models()
+    assert cfg.method.method in ("base", "cutmix", "mixup", "cutout")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16])
+def test_amp_step_on_gpu(amp):
+    from wsol.mixing import MixingConfig
+    from wsol.models import create_model
+    from wsol.train import train_step
+
+    model = create_model("resnet18", 5).cuda().to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    x = torch.randn(8, 3, 64, 64, device="cuda").to(memory_format=torch.channels_last)
+    y = torch.randint(0, 5, (8,), device="cuda")
+    loss, _ = train_step(
+        model, x, y, opt, MixingConfig("cutmix"), torch.Generator().manual_seed(0), scaler, amp
+    )
+    assert torch.isfinite(loss)
