@@ -127,7 +127,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_cams, save_result
 
     if args.cams is None:
-        return _not_implemented("evaluate on a model")(args)
+        if args.model is None:
+            raise ValueError("give a run folder or checkpoint, or --cams CAM_DIR with --metadata")
+        from .evaluate import evaluate_checkpoint
+
+        overrides = list(args.set)
+        if args.data is not None:
+            overrides.append(f"data.root={args.data}")
+        evaluate_checkpoint(
+            args.model,
+            args.out,
+            split=args.split,
+            overrides=overrides,
+            protocol=_protocol(args),
+            cam_method=args.cam_method,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            save_cams=args.save_cams,
+            val_threshold=args.val_threshold,
+            fixed_threshold=_fixed_threshold(args),
+            progress=not args.quiet,
+        )
+        return 0
+    if args.out is None:
+        raise ValueError("--cams needs --out")
     if args.metadata is None:
         raise ValueError("--cams needs --metadata (a wsolevaluation split folder)")
     result = evaluate_cams(
@@ -274,8 +298,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--predictions", type=Path, help="CSV image_id,top5 for top-1/top-5 loc with --cams"
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=Path, help="output folder (default for a model: RUN/eval_<split>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    m = p.add_argument_group("model evaluation")
+    m.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "val", "test"),
+        help="split to evaluate (default test)",
+    )
+    m.add_argument(
+        "--data", type=Path, help="data root, if it moved since training (sets data.root)"
+    )
+    m.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other config overrides, e.g. data.workers=8",
+    )
+    m.add_argument(
+        "--cam-method",
+        default="cam",
+        choices=("cam", "gradcam", "gradcampp", "layercam", "scorecam"),
+    )
+    m.add_argument(
+        "--save-cams",
+        action="store_true",
+        help="also write OUT/cams/<image_id>.npy (224x224 float64)",
+    )
+    m.add_argument(
+        "--val-threshold",
+        action="store_true",
+        help="fix the loc threshold at val's best (written to OUT/val)",
+    )
+    m.add_argument("--batch-size", type=int, default=64)
+    m.add_argument("--workers", type=int, default=2)
+    m.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     add_protocol_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -115,12 +115,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config must be a mapping")
+    return config_from_dict(data, overrides, str(path or "config"))
+
+
+def config_from_dict(
+    data: dict, overrides: list[str] | None = None, where: str = "config"
+) -> TrainConfig:
+    """A config from a (nested) dict, e.g. the one a checkpoint carries, plus overrides."""
+    import copy
+
+    data = copy.deepcopy(data)
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key=value (e.g. optim.lr=0.01)")
         key, _, raw = item.partition("=")
         _set_dotted(data, key.strip(), yaml.safe_load(raw))
-    return _from_dict(TrainConfig, data, str(path or "config"))
+    return _from_dict(TrainConfig, data, where)
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:

@@ -88,36 +88,67 @@ def evaluate_cams(
             f"{metadata_dir} has no boxes, and no masks with a --masks root, to evaluate against"
         )
     evaluator = LocalizationEvaluator(
-        ground_truth(split), protocol, boxes=do_boxes, masks=do_masks, engine=engine
+        ground_truth(split),
+        protocol,
+        boxes=do_boxes,
+        masks=do_masks,
+        engine=engine,
+        per_image=do_boxes,
     )
     labels = {r.image_id: r.label for r in split.records}
     preds = read_predictions(predictions) if predictions else None
     ids = [r.image_id for r in split.records]
     with tqdm(total=len(ids), desc="evaluate", unit="cam", disable=not progress) as bar:
         for cams, batch_ids in iter_cam_batches(cams_dir, ids, batch_size):
-            top1 = top5 = None
+            top1 = top5 = predicted = None
             if preds is not None:
                 missing = [i for i in batch_ids if i not in preds]
                 if missing:
                     raise KeyError(f"{predictions}: no prediction for image {missing[0]}")
                 top1 = [preds[i][:1] == [labels[i]] for i in batch_ids]
                 top5 = [labels[i] in preds[i][:5] for i in batch_ids]
-            evaluator.update(cams, batch_ids, top1, top5)
+                predicted = [preds[i][0] for i in batch_ids]
+            evaluator.update(cams, batch_ids, top1, top5, predicted)
             bar.update(len(batch_ids))
     result = evaluator.compute(fixed_threshold)
     result["dataset"] = split.name
     result["split"] = split.split
+    result["per_image"] = _add_labels(evaluator.per_image_rows(result), labels)
     return result
+
+
+def _add_labels(rows: list[dict], labels: dict[str, int]) -> list[dict]:
+    for row in rows:
+        row["label"] = labels[row["image_id"]]
+    return rows
 
 
 def save_result(
     result: dict, out_dir: str | Path, context: dict | None = None, echo: bool = True
 ) -> None:
-    """Write metrics.json / metrics.csv and print the headline table."""
+    """Write metrics.json / metrics.csv (and per_image.csv when the result has per-image rows)
+    and print the headline table."""
+    result = dict(result)
+    rows = result.pop("per_image", None)
     json_path, csv_path = write_metrics(out_dir, result, context)
+    if rows:
+        write_per_image(Path(out_dir) / "per_image.csv", rows)
     if echo:
         print(format_table(result))
-        print(f"wrote {json_path} and {csv_path}")
+        print(f"wrote {json_path} and {csv_path}" + (" and per_image.csv" if rows else ""))
+
+
+def write_per_image(path: Path, rows: list[dict]) -> None:
+    import io
+
+    from .report import atomic_write_text
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------------- models
@@ -143,6 +174,7 @@ def evaluate_model(
     fixed_threshold: float | None = None,
     save_cams: str | Path | None = None,
     amp_dtype=None,
+    per_image: bool = True,
     progress: bool = True,
 ) -> dict:
     """Classify a split and evaluate its CAMs (of the GT class) in the same forward pass.
@@ -168,7 +200,7 @@ def evaluate_model(
     evaluator = None
     if do_boxes or do_masks:
         evaluator = LocalizationEvaluator(
-            ground_truth(split), protocol, boxes=do_boxes, masks=do_masks
+            ground_truth(split), protocol, boxes=do_boxes, masks=do_masks, per_image=per_image
         )
     dataset = Subset(RecordDataset(split, eval_transform(crop_size)), _shard(len(split)))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
@@ -188,7 +220,9 @@ def evaluate_model(
         seen += len(labels)
         ids = [ids_all[i] for i in indices.tolist()]
         if evaluator is not None:
-            maps = evaluator.update(cams.float().cpu().numpy(), ids, top1_ok, top5_ok)
+            maps = evaluator.update(
+                cams.float().cpu().numpy(), ids, top1_ok, top5_ok, top5[:, 0].tolist()
+            )
             if save_cams is not None:
                 for image_id, scoremap in zip(ids, maps):
                     path = cam_path(save_cams, image_id)
@@ -211,7 +245,24 @@ def evaluate_model(
     }
     result["images"] = int(counts[2])
     result["dataset"], result["split"], result["cam_method"] = split.name, split.split, cam_method
+    if evaluator is not None and per_image:
+        labels = {r.image_id: r.label for r in split.records}
+        rows = _gather_rows(evaluator.per_image_rows(result))
+        order = {image_id: k for k, image_id in enumerate(ids_all)}
+        result["per_image"] = sorted(
+            _add_labels(rows, labels), key=lambda row: order[row["image_id"]]
+        )
     return result
+
+
+def _gather_rows(rows: list[dict]) -> list[dict]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return rows
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, rows)
+    return [row for part in gathered for row in part]
 
 
 def _all_reduce_counts(counts: np.ndarray) -> np.ndarray:
@@ -225,3 +276,92 @@ def _all_reduce_counts(counts: np.ndarray) -> np.ndarray:
         t = t.cuda()
     dist.all_reduce(t)
     return t.cpu().numpy()
+
+
+def evaluate_checkpoint(
+    model_path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    split: str = "test",
+    overrides: Sequence[str] = (),
+    protocol: Protocol | None = None,
+    cam_method: str = "cam",
+    batch_size: int = 64,
+    workers: int = 2,
+    device: str = "auto",
+    save_cams: bool = False,
+    val_threshold: bool = False,
+    fixed_threshold: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a run folder or checkpoint on a split of the data it was trained on.
+
+    Args:
+        model_path: a run folder (its best.pt, else last.pt) or a checkpoint file.
+        out_dir: where metrics.json, metrics.csv and per_image.csv go (default
+            ``RUN/eval_<split>``); ``save_cams`` adds ``cams/<image_id>.npy``.
+        overrides: ``section.key=value`` changes to the run's config (e.g. ``data.root=...``).
+        val_threshold: first evaluate the ``val`` split and use its best CAM threshold as the
+            fixed threshold of the loc metrics (saved in ``OUT/val``).
+    """
+    from .config import config_from_dict
+    from .data.splits import load_split
+    from .train import amp_dtype, load_checkpoint_model, setup_distributed
+
+    d = setup_distributed(device)
+    model_path = Path(model_path)
+    model, cfg_dict, ckpt = load_checkpoint_model(model_path, d.device)
+    cfg = config_from_dict(cfg_dict, list(overrides))
+    run_dir = model_path if model_path.is_dir() else model_path.parent
+    out = Path(out_dir) if out_dir is not None else run_dir / f"eval_{split}"
+    target = load_split(cfg.data, split)
+    dtype = amp_dtype(cfg, d.device)
+    common = dict(
+        device=d.device,
+        crop_size=cfg.data.crop_size,
+        batch_size=batch_size,
+        workers=workers,
+        cam_method=cam_method,
+    )
+    context = {
+        "run": run_dir.name,
+        "dataset": target.name,
+        "backbone": cfg.model.name,
+        "method": cfg.method.method,
+        "seed": cfg.seed,
+        "cam_method": cam_method,
+        "checkpoint": str(model_path.resolve()),
+        "epoch": int(ckpt.get("epoch", -1)) + 1,
+        "data": cfg_dict["data"]
+        | {
+            k.split(".", 1)[1]: v
+            for k, v in (o.split("=", 1) for o in overrides)
+            if k.startswith("data.")
+        },
+    }
+    if val_threshold:
+        val = evaluate_model(
+            model,
+            load_split(cfg.data, "val"),
+            protocol,
+            amp_dtype=dtype,
+            per_image=False,
+            progress=progress,
+            **common,
+        )
+        fixed_threshold = val["loc"]["best_threshold"]
+        if d.main:
+            save_result(val, out / "val", {**context, "split": "val"}, echo=False)
+    result = evaluate_model(
+        model,
+        target,
+        protocol,
+        fixed_threshold=fixed_threshold,
+        save_cams=out / "cams" if save_cams else None,
+        amp_dtype=dtype,
+        progress=progress and d.main,
+        **common,
+    )
+    if d.main:
+        save_result(result, out, {**context, "split": split})
+    return result

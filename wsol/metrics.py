@@ -161,15 +161,20 @@ class BoxAccumulator:
         image_ids: Sequence[str],
         top1_correct: Sequence[bool] | None = None,
         top5_correct: Sequence[bool] | None = None,
-    ) -> None:
-        """Add prepared score maps (N, H, W) float64 in [0, 1] (see ``prepare_scoremaps``)."""
+    ) -> dict[str, np.ndarray]:
+        """Add prepared score maps (N, H, W) float64 in [0, 1] (see ``prepare_scoremaps``).
+
+        Returns each contour mode's (N, T) best IoU per threshold, for per-image records.
+        """
         gts = [self._gt_boxes(i) for i in image_ids]
         thresholds = self.protocol.thresholds
         levels = np.asarray(self.protocol.iou_thresholds, dtype=np.float64)[:, None, None] / 100
+        curves = {}
+        quantised = to_uint8(scoremaps) if self.engine == "fast" else None
         for mode in CONTOUR_MODES:
             multi = mode == "multi"
             if self.engine == "fast":
-                ious = _sweep.threshold_ious(to_uint8(scoremaps), gts, thresholds, multi)
+                ious = _sweep.threshold_ious(quantised, gts, thresholds, multi)
             else:
                 ious = np.stack(
                     [
@@ -177,6 +182,7 @@ class BoxAccumulator:
                         for s, g in zip(scoremaps, gts)
                     ]
                 )
+            curves[mode] = ious
             hit = ious[None] >= levels  # (D, N, T)
             self.correct[mode] += hit.sum(axis=1)
             if top1_correct is not None:
@@ -192,6 +198,7 @@ class BoxAccumulator:
             self.count_with_class += len(image_ids)
             self.class_top1 += int(np.sum(top1_correct))
             self.class_top5 += int(np.sum(top5_correct)) if top5_correct is not None else 0
+        return curves
 
     # -- combining ---------------------------------------------------------------------------
     def _arrays(self) -> list[np.ndarray]:
@@ -385,6 +392,76 @@ def _all_reduce_arrays(arrays: list[np.ndarray], set_scalars) -> None:
     set_scalars(flat[offset:])
 
 
+class PerImageRecorder:
+    """Each image's best-IoU curve in both contour modes, for per-image results.
+
+    Curves are kept as float32: at the 224 x 224 evaluation size an IoU is a ratio with a
+    denominator of at most 224 * 224, so it lies at least 2e-7 away from any whole-percent level
+    it does not equal, far more than float32 rounding; comparisons with d / 100 stay exact.
+    """
+
+    def __init__(self, protocol: Protocol):
+        self.protocol = protocol
+        self.ids: list[str] = []
+        self.curves: dict[str, list[np.ndarray]] = {m: [] for m in CONTOUR_MODES}
+        self.top1: list = []
+        self.top5: list = []
+        self.pred: list = []
+
+    def update(
+        self, image_ids, curves, top1_correct=None, top5_correct=None, predictions=None
+    ) -> None:
+        n = len(image_ids)
+        self.ids.extend(image_ids)
+        for mode in CONTOUR_MODES:
+            self.curves[mode].append(curves[mode].astype(np.float32))
+        self.top1.extend(top1_correct if top1_correct is not None else [None] * n)
+        self.top5.extend(top5_correct if top5_correct is not None else [None] * n)
+        self.pred.extend(predictions if predictions is not None else [None] * n)
+
+    def rows(self, result: dict) -> list[dict]:
+        """Per-image rows at the thresholds that ``result`` (from compute()) chose."""
+        if not self.ids:
+            return []
+        p = self.protocol
+        grid = p.thresholds
+        curves = {m: np.concatenate(self.curves[m]) for m in CONTOUR_MODES}
+        loc = result["loc"]
+        mode = loc["contour_mode"]
+        best = int(np.argmin(np.abs(grid - loc["best_threshold"])))
+        fixed = (
+            int(np.argmin(np.abs(grid - loc["fixed_threshold"])))
+            if "fixed_threshold" in loc
+            else None
+        )
+        b50 = int(np.argmin(np.abs(grid - result["box"]["single"]["50"]["best_threshold"])))
+        v2 = np.zeros(len(self.ids))
+        for d in p.iou_thresholds:
+            i = int(np.argmin(np.abs(grid - result["box"]["multi"][str(d)]["best_threshold"])))
+            v2 += curves["multi"][:, i].astype(np.float64) >= d / 100
+        v2 *= 100.0 / len(p.iou_thresholds)
+        out = []
+        for k, image_id in enumerate(self.ids):
+            iou_best = float(curves[mode][k, best])
+            row = {
+                "image_id": image_id,
+                "iou": iou_best,
+                "gt_known_correct": int(iou_best >= 0.5),
+                "MaxBoxAcc_correct": int(curves["single"][k, b50] >= 0.5),
+                "MaxBoxAccV2_score": float(v2[k]),
+                "threshold": float(grid[best]),
+            }
+            if fixed is not None:
+                row["iou_fixed"] = float(curves[mode][k, fixed])
+            if self.top1[k] is not None:
+                row["top1_correct"] = int(bool(self.top1[k]))
+                row["top5_correct"] = int(bool(self.top5[k]))
+            if self.pred[k] is not None:
+                row["prediction"] = int(self.pred[k])
+            out.append(row)
+        return out
+
+
 class LocalizationEvaluator:
     """CAMs in, every WSOL metric out: prepares score maps once, feeds the accumulators.
 
@@ -394,6 +471,8 @@ class LocalizationEvaluator:
         boxes: evaluate boxes (needs GT boxes and image sizes).
         masks: evaluate PxAP (needs GT masks).
         engine: ``fast`` or ``reference`` for the box curves.
+        per_image: also keep each image's IoU curves (:class:`PerImageRecorder`; 8 bytes per
+            threshold and image) for ``per_image.csv``, galleries and bootstrap intervals.
     """
 
     def __init__(
@@ -403,12 +482,14 @@ class LocalizationEvaluator:
         boxes: bool = True,
         masks: bool = False,
         engine: str = "fast",
+        per_image: bool = False,
     ):
         self.protocol = protocol or Protocol()
         self.boxes = BoxAccumulator(gt, self.protocol, engine) if boxes else None
         self.masks = MaskAccumulator(gt, self.protocol) if masks else None
         if not boxes and not masks:
             raise ValueError("nothing to evaluate: enable boxes or masks")
+        self.per_image = PerImageRecorder(self.protocol) if (boxes and per_image) else None
 
     def update(
         self,
@@ -416,12 +497,15 @@ class LocalizationEvaluator:
         image_ids: Sequence[str],
         top1_correct: Sequence[bool] | None = None,
         top5_correct: Sequence[bool] | None = None,
+        predictions: Sequence[int] | None = None,
     ) -> np.ndarray:
         """Add raw CAMs of any size; returns the prepared (N, H, W) score maps."""
         p = self.protocol
         scoremaps = prepare_scoremaps(cams, image_ids, p.eval_size, p.normalize, p.interpolation)
         if self.boxes is not None:
-            self.boxes.update(scoremaps, image_ids, top1_correct, top5_correct)
+            curves = self.boxes.update(scoremaps, image_ids, top1_correct, top5_correct)
+            if self.per_image is not None:
+                self.per_image.update(image_ids, curves, top1_correct, top5_correct, predictions)
         if self.masks is not None:
             self.masks.update(scoremaps, image_ids)
         return scoremaps
@@ -438,6 +522,10 @@ class LocalizationEvaluator:
             self.boxes.all_reduce()
         if self.masks is not None:
             self.masks.all_reduce()
+
+    def per_image_rows(self, result: dict) -> list[dict]:
+        """Per-image rows (this process's images), or [] when not recorded."""
+        return self.per_image.rows(result) if self.per_image is not None else []
 
     def compute(self, fixed_threshold: float | None = None) -> dict:
         out: dict = {"protocol": self.protocol.to_dict()}

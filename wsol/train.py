@@ -375,6 +375,7 @@ def train(
                 batch_size=cfg.batch_size,
                 workers=cfg.data.workers,
                 amp_dtype=dtype,
+                per_image=False,
                 progress=False,
             )
         row = {
