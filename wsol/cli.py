@@ -164,7 +164,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         engine=args.engine,
         progress=not args.quiet,
     )
-    context = {"run": str(args.cams), "dataset": result["dataset"], "split": result["split"]}
+    context = {
+        "run": Path(args.cams).name,
+        "dataset": result["dataset"],
+        "split": result["split"],
+        "cams": str(Path(args.cams).resolve()),
+        "metadata": str(Path(args.metadata).resolve()),
+    }
     save_result(result, args.out, context)
     return 0
 
@@ -210,6 +216,33 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
         default="fast",
         help="box curve engine (default fast)",
     )
+
+
+# ---------------------------------------------------------------- gallery, compare
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from .gallery import build_gallery
+
+    written = build_gallery(
+        args.runs,
+        args.out,
+        select=args.select,
+        count=args.count,
+        seed=args.seed,
+        images_root=args.images,
+        device=args.device,
+    )
+    print(f"wrote {written['png']} and {written['html']}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report import compare_runs
+
+    written = compare_runs(args.runs, args.out, n_boot=args.bootstrap, seed=args.seed)
+    print((Path(args.out) / "table.md").read_text())
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
 
 
 # ---------------------------------------------------------------- parser
@@ -365,9 +398,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*'")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser(
+        "gallery",
+        help="render CAM overlay galleries (PNG grid and offline HTML page)",
+        description="Overlay CAMs, GT boxes (green) and predicted boxes (red) for chosen images of one or "
+        "more evaluations (run folders with eval_test, or evaluation folders), side by side.",
+    )
+    p.add_argument(
+        "runs", nargs="+", type=Path, help="evaluation or run folders (the first picks the images)"
+    )
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--select",
+        choices=("best", "worst", "random", "class", "diff"),
+        default="random",
+        help="which images: best/worst IoU of the first run, random, per class, or largest gain of the last run",
+    )
+    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--images", type=Path, help="image root (for --cams evaluations, or if the data moved)"
+    )
+    p.add_argument("--device", default="cpu", help="device for recomputing CAMs (default cpu)")
+    p.set_defaults(func=cmd_gallery)
+
+    p = sub.add_parser(
+        "compare",
+        help="join runs into one table with curves and confidence intervals",
+        description="Join evaluations (run folders with eval_test, or evaluation folders) into runs.csv "
+        "(tidy), table.csv/table.md (mean ± std over seeds), differences.csv (paired bootstrap 95%% CI "
+        "against base) and MaxBoxAcc / PxAP curve plots.",
+    )
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_compare)
+
     for name, text in (
-        ("gallery", "render CAM overlay galleries (PNG grid and offline HTML page)"),
-        ("compare", "join runs into one table with curves and confidence intervals"),
         ("demo", "generate synthetic data, train base and CutMix on the CPU, evaluate and compare"),
     ):
         p = sub.add_parser(name, help=text, description=text)

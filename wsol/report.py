@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 CONTEXT_COLUMNS = ("run", "dataset", "split", "backbone", "method", "seed", "cam_method")
 PROTOCOL_COLUMNS = ("cam_curve_interval", "iou_thresholds", "contour_mode", "eval_size")
 
@@ -104,3 +106,217 @@ def format_table(result: Mapping) -> str:
             text = f"{value:.4f}" if "threshold" in key else f"{value:.2f}"
             lines.append(f"{key:<{width}}  {text}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- comparing
+HEADLINE = (
+    "top1_acc",
+    "top1_loc@fixed",
+    "top1_loc@best",
+    "gt_known_loc@best",
+    "MaxBoxAcc",
+    "MaxBoxAccV2",
+    "PxAP",
+)
+GROUP = ("dataset", "backbone", "method", "cam_method")
+
+
+def _load_run(path: Path):
+    from .gallery import resolve_eval_dir
+
+    folder = resolve_eval_dir(path)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    per_image = folder / "per_image.csv"
+    rows = None
+    if per_image.is_file():
+        import pandas as pd
+
+        rows = pd.read_csv(per_image)
+    return folder, metrics, rows
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+):
+    """Mean of b - a over images and its percentile bootstrap interval, resampling images (the
+    same resample for both: the comparison is paired). ``a``, ``b``: (images,) per-image scores,
+    already averaged over seeds."""
+    rng = np.random.default_rng(seed)
+    diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    n = len(diff)
+    means = np.empty(n_boot)
+    for start in range(0, n_boot, 256):
+        stop = min(n_boot, start + 256)
+        index = rng.integers(0, n, size=(stop - start, n))
+        means[start:stop] = diff[index].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(diff.mean()), float(lo), float(hi)
+
+
+def compare_runs(
+    paths: list[str | Path], out_dir: str | Path, n_boot: int = 2000, seed: int = 0
+) -> dict[str, Path]:
+    """Join evaluations into one table in the papers' layout, with curves and, per data set and
+    backbone, each method's difference to ``base`` (or the first method) with a paired bootstrap
+    95% interval over images (per-image scores averaged over seeds; thresholds held at each
+    run's best). Writes runs.csv (tidy), table.csv / table.md, differences.csv and PNG curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = [_load_run(Path(p)) for p in paths]
+    tidy, per_image = [], []
+    for folder, metrics, rows in loaded:
+        context = dict(metrics.get("context", {}))
+        context.setdefault(
+            "run", folder.parent.name if folder.name.startswith("eval_") else folder.name
+        )
+        context["folder"] = str(folder)
+        for row in metrics_table(metrics, context):
+            row["folder"] = str(folder)
+            tidy.append(row)
+        if rows is not None:
+            per_image.append((context, rows))
+    frame = pd.DataFrame(tidy)
+    for col in GROUP:
+        frame[col] = frame[col].fillna("").astype(str)
+    frame.to_csv(out / "runs.csv", index=False)
+
+    heads = frame[frame["metric"].isin(HEADLINE)]
+    grouped = heads.groupby([*GROUP, "metric"])["value"]
+    mean = grouped.mean().unstack("metric")
+    std = grouped.std().unstack("metric")  # NaN with a single seed
+    seeds = grouped.count().unstack("metric").max(axis=1)
+    wide = pd.DataFrame(index=mean.index)
+    for metric in HEADLINE:
+        if metric in mean.columns:
+            wide[metric] = mean[metric]
+            wide[f"{metric}_std"] = std[metric]
+    wide["seeds"] = seeds
+    wide = wide.reset_index()
+    wide.to_csv(out / "table.csv", index=False)
+    (out / "table.md").write_text(_markdown(wide), encoding="utf-8")
+
+    diffs = _differences(per_image, n_boot, seed)
+    pd.DataFrame(diffs).to_csv(out / "differences.csv", index=False)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for folder, metrics, _ in loaded:
+        curves = metrics.get("curves")
+        if curves:
+            label = metrics.get("context", {}).get("run", folder.name)
+            method = metrics.get("context", {}).get("method", "")
+            ax.plot(curves["thresholds"], curves["single"]["50"], label=f"{label} {method}".strip())
+    ax.set_xlabel("CAM threshold")
+    ax.set_ylabel("box accuracy at IoU 50 (%)")
+    ax.set_title("MaxBoxAcc: accuracy vs CAM threshold")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "maxboxacc_curves.png", dpi=100)
+    plt.close(fig)
+    written = {
+        "runs": out / "runs.csv",
+        "table": out / "table.csv",
+        "differences": out / "differences.csv",
+    }
+    written["curves"] = out / "maxboxacc_curves.png"
+    if any("mask" in m for _, m, _ in loaded):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for folder, metrics, _ in loaded:
+            if "mask" in metrics:
+                pr = metrics["mask"]["pr_curve"]
+                ctx = metrics.get("context", {})
+                ax.plot(
+                    pr["recall"],
+                    pr["precision"],
+                    label=f"{ctx.get('run', folder.name)} PxAP {metrics['PxAP']:.1f}",
+                )
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title("pixel precision-recall (PxAP)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "pxap_curves.png", dpi=100)
+        plt.close(fig)
+        written["pxap"] = out / "pxap_curves.png"
+    return written
+
+
+def _differences(per_image: list, n_boot: int, seed: int) -> list[dict]:
+    import pandas as pd
+
+    groups: dict = {}
+    for context, rows in per_image:
+        key = (
+            str(context.get("dataset", "")),
+            str(context.get("backbone", "")),
+            str(context.get("cam_method", "")),
+        )
+        groups.setdefault(key, {}).setdefault(str(context.get("method", "")), []).append(rows)
+    out = []
+    for (dataset, backbone, cam_method), methods in groups.items():
+        if len(methods) < 2:
+            continue
+        baseline = "base" if "base" in methods else sorted(methods)[0]
+
+        def averaged(frames, column):
+            merged = pd.concat([f.set_index("image_id")[column] for f in frames], axis=1)
+            return merged.mean(axis=1)
+
+        for method in sorted(m for m in methods if m != baseline):
+            for column, metric in (
+                ("MaxBoxAccV2_score", "MaxBoxAccV2"),
+                ("MaxBoxAcc_correct", "MaxBoxAcc"),
+            ):
+                a = averaged(methods[baseline], column)
+                b = averaged(methods[method], column)
+                common = a.index.intersection(b.index)
+                if len(common) == 0:
+                    continue
+                scale = 1.0 if metric == "MaxBoxAccV2" else 100.0
+                mean, lo, hi = paired_bootstrap(
+                    a[common].to_numpy() * scale, b[common].to_numpy() * scale, n_boot, seed
+                )
+                out.append(
+                    {
+                        "dataset": dataset,
+                        "backbone": backbone,
+                        "cam_method": cam_method,
+                        "method": method,
+                        "baseline": baseline,
+                        "metric": metric,
+                        "difference": mean,
+                        "ci95_low": lo,
+                        "ci95_high": hi,
+                        "images": len(common),
+                        "seeds_method": len(methods[method]),
+                        "seeds_baseline": len(methods[baseline]),
+                    }
+                )
+    return out
+
+
+def _markdown(wide) -> str:
+    metrics = [m for m in HEADLINE if m in wide.columns]
+    header = "| dataset | backbone | method | CAM | " + " | ".join(metrics) + " | seeds |"
+    lines = [header, "|" + "---|" * (5 + len(metrics))]
+    for _, row in wide.iterrows():
+        cells = []
+        for m in metrics:
+            mean, std = row[m], row.get(f"{m}_std")
+            if mean != mean:  # NaN: not measured
+                cells.append("")
+            elif std == std and row["seeds"] > 1:
+                cells.append(f"{mean:.2f} ± {std:.2f}")
+            else:
+                cells.append(f"{mean:.2f}")
+        lines.append(
+            f"| {row['dataset']} | {row['backbone']} | {row['method']} | {row['cam_method']} | "
+            + " | ".join(cells)
+            + f" | {int(row['seeds'])} |"
+        )
+    return "\n".join(lines) + "\n"
