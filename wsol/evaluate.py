@@ -293,6 +293,7 @@ def evaluate_checkpoint(
     val_threshold: bool = False,
     fixed_threshold: float | None = None,
     progress: bool = True,
+    echo: bool = True,
 ) -> dict:
     """Evaluate a run folder or checkpoint on a split of the data it was trained on.
 
@@ -363,5 +364,5 @@ def evaluate_checkpoint(
         **common,
     )
     if d.main:
-        save_result(result, out, {**context, "split": split})
+        save_result(result, out, {**context, "split": split}, echo=echo)
     return result

@@ -293,7 +293,8 @@ def split_train_val(
 def convert_cub(
     cub_root: str | Path, out_root: str | Path, val_per_class: int = 5, seed: int = 0
 ) -> dict[str, Path]:
-    """CUB-200-2011 native -> ``out_root/CUB/{train,val,test}`` in the wsolevaluation layout.
+    """CUB-200-2011 native -> ``out_root/CUB/{train,val,test}`` in the wsolevaluation layout
+    (``out_root/SYNTH/...`` for the synthetic set).
 
     Image ids are relative to ``cub_root/images`` (as wsolevaluation's CUB ids are); the class
     names are written to ``out_root/CUB/class_names.txt``.
@@ -306,7 +307,7 @@ def convert_cub(
     train, val = (
         split_train_val(train_all, val_per_class, seed) if val_per_class > 0 else (train_all, None)
     )
-    out = Path(out_root) / "CUB"
+    out = Path(out_root) / train_all.name  # CUB (or SYNTH for the synthetic set)
     written = {}
     image_root = cub_root / "images"
     mask_root = cub_root / "segmentations"

@@ -1,0 +1,257 @@
+"""Model evaluation, CAM extraction, galleries, compare and the demo recipe."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from wsol.cam import extract, logits_and_cams
+from wsol.cli import main
+from wsol.config import load_config
+from wsol.models import create_model
+from wsol.train import train
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_cam_equals_hand_computation():
+    torch.manual_seed(0)
+    model = create_model("smallcnn", 3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    classes = torch.tensor([2, 0])
+    logits, cams = logits_and_cams(model, x, classes)
+    features = model.backbone(x)  # smallcnn has no neck
+    w = model.classifier.weight
+    for b in range(2):
+        hand = (
+            sum(w[classes[b], c] * features[b, c] for c in range(features.shape[1]))
+            / features.shape[1]
+        )
+        torch.testing.assert_close(cams[b], hand, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logits, model(x))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp", "layercam", "scorecam"])
+def test_gradcam_family_restores_the_model(method):
+    torch.manual_seed(0)
+    model = create_model("smallcnn", 3).train()
+    hooks_before = sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules())
+    logits, cams = extract(model, torch.randn(2, 3, 32, 32), torch.tensor([0, 1]), method)
+    assert cams.shape == (2, 32, 32) and torch.isfinite(cams).all()
+    assert model.training  # flag restored
+    assert (
+        sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules()) == hooks_before
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory):
+    """Two tiny trained runs (base and CutMix) on a tiny synthetic set."""
+    from wsol.data import SynthSpec, make_synthetic
+
+    tmp = tmp_path_factory.mktemp("eval_runs")
+    data = tmp / "data"
+    make_synthetic(data, SynthSpec(classes=3, train=60, test=15, size=32, seed=2), progress=False)
+    runs = {}
+    for method in ("base", "cutmix"):
+        overrides = [
+            f"data.root={data}", "data.val_per_class=3", "data.resize_size=36", "data.crop_size=32",
+            "data.workers=0", "model.name=smallcnn", "model.pretrained=null", "optim.lr=0.05",
+            "optim.scheduler=none", "batch_size=16", "epochs=2", "amp=none", "device=cpu",
+            "cam_curve_interval=0.05", f"method.method={method}",
+        ]  # fmt: skip
+        runs[method] = tmp / method
+        train(load_config(None, overrides), runs[method], progress=False)
+    return data, runs
+
+
+def test_evaluate_checkpoint_writes_everything(trained_runs, tmp_path):
+    data, runs = trained_runs
+    out = tmp_path / "eval"
+    args = [
+        "evaluate",
+        str(runs["base"]),
+        "--out",
+        str(out),
+        "--quiet",
+        "--val-threshold",
+        "--save-cams",
+    ]
+    assert main([*args, "--cam-curve-interval", "0.01", "--workers", "0"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["images"] == 15
+    for key in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP"):
+        assert 0 <= result[key] <= 100
+    assert 0 <= result["classification"]["top1_acc"] <= 100
+    assert result["loc"]["top1_loc@fixed"] <= result["loc"]["gt_known_loc@fixed"]
+    val = json.loads((out / "val" / "metrics.json").read_text())
+    assert result["loc"]["fixed_threshold"] == val["loc"]["best_threshold"]
+    ctx = result["context"]
+    assert ctx["method"] == "base" and ctx["backbone"] == "smallcnn" and ctx["split"] == "test"
+    rows = (out / "per_image.csv").read_text().splitlines()
+    assert len(rows) == 16 and rows[0].startswith("image_id,")
+    assert len(list((out / "cams").rglob("*.npy"))) == 15
+    # the saved CAMs, evaluated as a CAM folder, give identical numbers
+    from wsol.data import convert_cub
+
+    meta = convert_cub(data, tmp_path / "meta", val_per_class=3)["test"]
+    again = tmp_path / "again"
+    assert main(["evaluate", "--cams", str(out / "cams"), "--metadata", str(meta), "--out", str(again), "--quiet",
+                 "--cam-curve-interval", "0.01", "--threshold-from", str(out / "val" / "metrics.json")]) == 0  # fmt: skip
+    second = json.loads((again / "metrics.json").read_text())
+    assert second["box"] == result["box"]
+    assert second["loc"]["gt_known_loc@fixed"] == result["loc"]["gt_known_loc@fixed"]
+
+
+def test_gallery_and_compare(trained_runs, tmp_path):
+    _, runs = trained_runs
+    for run in runs.values():
+        assert (
+            main(
+                ["evaluate", str(run), "--quiet", "--workers", "0", "--cam-curve-interval", "0.01"]
+            )
+            == 0
+        )
+    gallery = tmp_path / "gallery"
+    assert (
+        main(
+            [
+                "gallery",
+                str(runs["base"]),
+                str(runs["cutmix"]),
+                "--out",
+                str(gallery),
+                "--count",
+                "5",
+                "--select",
+                "diff",
+            ]
+        )
+        == 0
+    )
+    assert (gallery / "gallery.png").stat().st_size > 0
+    page = (gallery / "index.html").read_text()
+    sources = re.findall(r"src='([^']+)'", page)
+    assert len(sources) == 10  # 5 images x 2 runs
+    assert all((gallery / s).is_file() for s in sources)
+    assert "http" not in page  # opens offline
+    for how in ("best", "worst", "random", "class"):
+        assert (
+            main(
+                [
+                    "gallery",
+                    str(runs["base"]),
+                    "--out",
+                    str(tmp_path / how),
+                    "--count",
+                    "3",
+                    "--select",
+                    how,
+                ]
+            )
+            == 0
+        )
+
+    compare = tmp_path / "compare"
+    assert (
+        main(
+            [
+                "compare",
+                str(runs["base"]),
+                str(runs["cutmix"]),
+                "--out",
+                str(compare),
+                "--bootstrap",
+                "200",
+            ]
+        )
+        == 0
+    )
+    import pandas as pd
+
+    table = pd.read_csv(compare / "table.csv")
+    assert sorted(table["method"]) == ["base", "cutmix"]
+    assert {"MaxBoxAcc", "MaxBoxAccV2", "top1_acc", "PxAP"} <= set(table.columns)
+    diffs = pd.read_csv(compare / "differences.csv")
+    assert set(diffs["metric"]) == {"MaxBoxAcc", "MaxBoxAccV2"}
+    assert (diffs["ci95_low"] <= diffs["difference"]).all() and (
+        diffs["difference"] <= diffs["ci95_high"]
+    ).all()
+    runs_csv = pd.read_csv(compare / "runs.csv")
+    assert {
+        "dataset",
+        "split",
+        "backbone",
+        "method",
+        "seed",
+        "metric",
+        "value",
+        "cam_curve_interval",
+    } <= set(runs_csv.columns)
+    assert (compare / "maxboxacc_curves.png").is_file() and (compare / "pxap_curves.png").is_file()
+
+
+def test_paired_bootstrap_interval():
+    from wsol.report import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 2, 400).astype(float)
+    mean, lo, hi = paired_bootstrap(a, a, 300)
+    assert mean == lo == hi == 0.0
+    b = np.clip(a + (rng.random(400) < 0.3), 0, 1)
+    mean, lo, hi = paired_bootstrap(a, b, 300)
+    assert 0 < lo < mean < hi
+
+
+def test_ddp_evaluation_equals_single_process(trained_runs, tmp_path):
+    _, runs = trained_runs
+    single = tmp_path / "single"
+    assert (
+        main(
+            [
+                "evaluate",
+                str(runs["base"]),
+                "--out",
+                str(single),
+                "--quiet",
+                "--workers",
+                "0",
+                "--cam-curve-interval",
+                "0.01",
+            ]
+        )
+        == 0
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519", "-m", "wsol.cli",
+           "evaluate", str(runs["base"]), "--out", str(tmp_path / "ddp"), "--quiet", "--workers", "0",
+           "--cam-curve-interval", "0.01", "--device", "cpu"]  # fmt: skip
+    subprocess.run(cmd, check=True, env=env, timeout=300)
+    a = json.loads((single / "metrics.json").read_text())
+    b = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    for key in ("box", "loc", "classification", "PxAP", "images"):
+        assert a[key] == b[key], key
+    assert (single / "per_image.csv").read_text() == (
+        tmp_path / "ddp" / "per_image.csv"
+    ).read_text()
+
+
+def test_demo_recipe_matches_the_shipped_configs():
+    from wsol.demo import DEMO_RECIPE, METHODS
+
+    root = Path(__file__).parent.parent / "configs"
+    for method, params in METHODS.items():
+        cfg = yaml.safe_load((root / f"synth_smallcnn_{method}.yaml").read_text())
+        assert cfg["method"] == params
+        for section, values in DEMO_RECIPE.items():
+            if isinstance(values, dict):
+                assert {k: cfg[section].get(k) for k in values} == values, section
+            else:
+                assert cfg[section] == values, section
