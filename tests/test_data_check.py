@@ -53,3 +53,14 @@ def test_metadata_size_mismatch_and_duplicates(tiny_cub: Path, tmp_path: Path):
 def test_missing_path_fails_cleanly(tmp_path: Path, capsys):
     assert main(["data", "check", str(tmp_path / "absent")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_reference_is_up_to_date():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "scripts" / "gen_cli_docs.py"
+    spec = importlib.util.spec_from_file_location("gen_cli_docs", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.DOC.read_text() == module.render(), "run: python scripts/gen_cli_docs.py"

@@ -1,0 +1,85 @@
+"""Torch datasets over :class:`DatasetSplit` records, with the reference's transforms.
+
+Train: resize to ``resize_size`` x ``resize_size``, random crop ``crop_size``, horizontal flip,
+normalise with ImageNet statistics. Val/test: resize straight to ``crop_size`` x ``crop_size``
+(no crop, so CAMs and boxes share the image's frame), as wsolevaluation does.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from .records import DatasetSplit
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def train_transform(resize_size: int, crop_size: int) -> v2.Compose:
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize((resize_size, resize_size), antialias=True),
+            v2.RandomCrop(crop_size),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def eval_transform(crop_size: int) -> v2.Compose:
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize((crop_size, crop_size), antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+class ImageReadError(RuntimeError):
+    """An image file could not be read; the message names the file."""
+
+
+class RecordDataset(Dataset):
+    """(image tensor, label, index) for each record; ``skip_bad`` yields None for unreadable
+    images instead of raising (see :func:`collate_skipping`)."""
+
+    def __init__(self, split: DatasetSplit, transform, skip_bad: bool = False):
+        self.split = split
+        self.transform = transform
+        self.skip_bad = skip_bad
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int):
+        record = self.split.records[index]
+        try:
+            with Image.open(record.path) as im:
+                image = im.convert("RGB")
+        except Exception as err:  # noqa: BLE001 - PIL raises many kinds for broken files
+            if self.skip_bad:
+                return None
+            raise ImageReadError(
+                f"cannot read image {record.path} ({record.image_id}): {err}"
+            ) from err
+        return self.transform(image), record.label, index
+
+
+def collate_skipping(batch):
+    """Default collation after dropping skipped (None) samples; returns (images, labels,
+    indices, number skipped)."""
+    kept = [b for b in batch if b is not None]
+    skipped = len(batch) - len(kept)
+    if not kept:
+        return None, None, None, skipped
+    images = torch.stack([b[0] for b in kept])
+    labels = torch.tensor([b[1] for b in kept], dtype=torch.long)
+    indices = torch.tensor([b[2] for b in kept], dtype=torch.long)
+    return images, labels, indices, skipped
