@@ -185,3 +185,22 @@ def test_amp_step_on_gpu(amp):
         model, x, y, opt, MixingConfig("cutmix"), torch.Generator().manual_seed(0), scaler, amp
     )
     assert torch.isfinite(loss)
+
+
+def test_config_reference_documents_every_key():
+    from dataclasses import fields, is_dataclass
+
+    from wsol.config import TrainConfig
+
+    doc = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
+    for f in fields(TrainConfig):
+        section = f.default_factory() if f.default_factory is not dataclasses_missing() else None
+        names = [g.name for g in fields(section)] if is_dataclass(section) else [f.name]
+        for name in names:
+            assert f"| `{name}` |" in doc, name
+
+
+def dataclasses_missing():
+    import dataclasses
+
+    return dataclasses.MISSING
