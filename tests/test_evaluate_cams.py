@@ -103,37 +103,19 @@ def test_predictions_give_top1_loc(cam_setup, tmp_path):
 def test_missing_and_invalid_cams_name_the_image(cam_setup, tmp_path, capsys):
     meta, cams, split = cam_setup
     victim = split.records[3].image_id
+    args = [
+        "evaluate",
+        "--cams",
+        str(cams),
+        "--metadata",
+        str(meta),
+        "--out",
+        str(tmp_path / "x"),
+        "--quiet",
+    ]
     np.save(cams / (victim + ".npy"), np.full((5, 5), np.nan))
-    assert (
-        main(
-            [
-                "evaluate",
-                "--cams",
-                str(cams),
-                "--metadata",
-                str(meta),
-                "--out",
-                str(tmp_path / "x"),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert main(args) == 2
     assert f"CAM of {victim} contains NaN" in capsys.readouterr().err
     (cams / (victim + ".npy")).unlink()
-    assert (
-        main(
-            [
-                "evaluate",
-                "--cams",
-                str(cams),
-                "--metadata",
-                str(meta),
-                "--out",
-                str(tmp_path / "x"),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert main(args) == 2
     assert f"no CAM for image {victim}" in capsys.readouterr().err

@@ -86,3 +86,35 @@ def test_separate_learning_rates():
     assert opt.param_groups[1]["lr"] == pytest.approx(10 * opt.param_groups[0]["lr"])
     head = {id(p) for p in opt.param_groups[1]["params"]}
     assert id(model.classifier.weight) in head and id(model.neck[0].weight) in head
+
+
+@pytest.mark.parametrize(
+    "name,factory",
+    [
+        ("resnet50", lambda: __import__("torchvision").models.resnet50(weights=None)),
+        ("vgg16", lambda: __import__("torchvision").models.vgg16(weights=None)),
+        (
+            "inception_v3",
+            lambda: __import__("torchvision").models.inception_v3(weights=None, init_weights=False),
+        ),
+    ],
+)
+def test_torchvision_weights_map_onto_every_backbone_tensor(name, factory, monkeypatch):
+    """The real `pretrained: torchvision` path, with torchvision's own (random) state dict standing
+    in for the download: every backbone tensor must be filled from it."""
+    from wsol.models import backbones
+
+    torch.manual_seed(3)
+    reference = factory().state_dict()
+    monkeypatch.setattr(backbones, "torchvision_state_dict", lambda weights_name: reference)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing backbone weight would warn
+        model = create_model(name, num_classes=3, pretrained="torchvision")
+    rename = model.rename_torchvision_key
+    own = model.state_dict()
+    loaded = {rename(k): v for k, v in reference.items() if rename(k) in own}
+    assert {k for k in own if k.startswith("backbone.")} == set(loaded)
+    for key, value in loaded.items():
+        assert torch.equal(own[key], value), key

@@ -39,6 +39,21 @@ def _find(parent, x):
 
 
 @njit(cache=True, inline="always")
+def _union(parent, size, x0, y0, x1, y1, ra, rb):
+    """Join the components of roots ``ra`` and ``rb`` (union by size, which keeps the trees
+    shallow) and merge their boxes; returns (kept root, absorbed root)."""
+    if size[ra] < size[rb]:
+        ra, rb = rb, ra
+    parent[rb] = ra
+    size[ra] += size[rb]
+    x0[ra] = min(x0[ra], x0[rb])
+    y0[ra] = min(y0[ra], y0[rb])
+    x1[ra] = max(x1[ra], x1[rb])
+    y1[ra] = max(y1[ra], y1[rb])
+    return ra, rb
+
+
+@njit(cache=True, inline="always")
 def _best_iou(x0, y0, x1, y1, gt, best):
     """max(best, IoU of one box against the GT boxes), with the reference's arithmetic."""
     for g in range(gt.shape[0]):
@@ -173,16 +188,8 @@ def _hole_ious(img, ext, need, gt, out):
                 if not added[q] or ext[q] <= t:
                     continue
                 rb = _find(parent, q)
-                if rb == rp:
-                    continue
-                if size[rp] < size[rb]:
-                    rp, rb = rb, rp
-                parent[rb] = rp
-                size[rp] += size[rb]
-                x0[rp] = min(x0[rp], x0[rb])
-                y0[rp] = min(y0[rp], y0[rb])
-                x1[rp] = max(x1[rp], x1[rb])
-                y1[rp] = max(y1[rp], y1[rb])
+                if rb != rp:
+                    rp, rb = _union(parent, size, x0, y0, x1, y1, rp, rb)
         if not need[t]:
             continue
         best = 0.0
@@ -256,14 +263,7 @@ def _foreground_ious(levels, need, gt, single, out):
                     continue
                 if rb == rp:
                     continue
-                if size[rp] < size[rb]:  # union by size keeps the trees shallow
-                    rp, rb = rb, rp
-                parent[rb] = rp
-                size[rp] += size[rb]
-                x0[rp] = min(x0[rp], x0[rb])
-                y0[rp] = min(y0[rp], y0[rb])
-                x1[rp] = max(x1[rp], x1[rb])
-                y1[rp] = max(y1[rp], y1[rb])
+                rp, rb = _union(parent, size, x0, y0, x1, y1, rp, rb)
                 area2[rp] += area2[rb]
                 first[rp] = min(first[rp], first[rb])
             added[pp] = True

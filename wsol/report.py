@@ -163,7 +163,6 @@ def compare_runs(
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     out = Path(out_dir)
@@ -204,46 +203,57 @@ def compare_runs(
     diffs = _differences(per_image, n_boot, seed)
     pd.DataFrame(diffs).to_csv(out / "differences.csv", index=False)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for folder, metrics, _ in loaded:
-        curves = metrics.get("curves")
-        if curves:
-            label = metrics.get("context", {}).get("run", folder.name)
-            method = metrics.get("context", {}).get("method", "")
-            ax.plot(curves["thresholds"], curves["single"]["50"], label=f"{label} {method}".strip())
-    ax.set_xlabel("CAM threshold")
-    ax.set_ylabel("box accuracy at IoU 50 (%)")
-    ax.set_title("MaxBoxAcc: accuracy vs CAM threshold")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "maxboxacc_curves.png", dpi=100)
-    plt.close(fig)
     written = {
         "runs": out / "runs.csv",
         "table": out / "table.csv",
         "differences": out / "differences.csv",
     }
-    written["curves"] = out / "maxboxacc_curves.png"
-    if any("mask" in m for _, m, _ in loaded):
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for folder, metrics, _ in loaded:
-            if "mask" in metrics:
-                pr = metrics["mask"]["pr_curve"]
-                ctx = metrics.get("context", {})
-                ax.plot(
-                    pr["recall"],
-                    pr["precision"],
-                    label=f"{ctx.get('run', folder.name)} PxAP {metrics['PxAP']:.1f}",
-                )
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
-        ax.set_title("pixel precision-recall (PxAP)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "pxap_curves.png", dpi=100)
-        plt.close(fig)
-        written["pxap"] = out / "pxap_curves.png"
+    curves = []
+    for folder, metrics, _ in loaded:
+        ctx = metrics.get("context", {})
+        name = f"{ctx.get('run', folder.name)} {ctx.get('method', '')}".strip()
+        if "curves" in metrics:
+            curves.append(
+                (metrics["curves"]["thresholds"], metrics["curves"]["single"]["50"], name)
+            )
+    written["curves"] = _plot(
+        out / "maxboxacc_curves.png",
+        curves,
+        "CAM threshold",
+        "box accuracy at IoU 50 (%)",
+        "MaxBoxAcc: accuracy vs CAM threshold",
+    )
+    pr = [
+        (
+            m["mask"]["pr_curve"]["recall"],
+            m["mask"]["pr_curve"]["precision"],
+            f"{m.get('context', {}).get('run', f.name)} PxAP {m['PxAP']:.1f}",
+        )
+        for f, m, _ in loaded
+        if "mask" in m
+    ]
+    if pr:
+        written["pxap"] = _plot(
+            out / "pxap_curves.png", pr, "recall", "precision", "pixel precision-recall (PxAP)"
+        )
     return written
+
+
+def _plot(path: Path, series: list[tuple], xlabel: str, ylabel: str, title: str) -> Path:
+    """One line chart of (x, y, label) series, saved as PNG."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for x, y, label in series:
+        ax.plot(x, y, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _differences(per_image: list, n_boot: int, seed: int) -> list[dict]:
