@@ -255,3 +255,20 @@ def test_demo_recipe_matches_the_shipped_configs():
                 assert {k: cfg[section].get(k) for k in values} == values, section
             else:
                 assert cfg[section] == values, section
+
+
+def test_demo_end_to_end_small(tmp_path, capsys):
+    from wsol.data import SynthSpec
+    from wsol.demo import run_demo
+
+    spec = SynthSpec(classes=3, train=45, test=12, size=32, seed=4)
+    written = run_demo(
+        tmp_path / "demo", seeds=1, epochs=1, progress=False, spec=spec, val_per_class=3
+    )
+    for key in ("table", "differences", "curves", "gallery_html", "gallery_png"):
+        assert Path(written[key]).is_file(), key
+    assert "| base |" in capsys.readouterr().out.replace("SYNTH", "")
+    # a second run keeps what is done
+    mtime = (tmp_path / "demo" / "runs" / "base_seed0" / "last.pt").stat().st_mtime
+    run_demo(tmp_path / "demo", seeds=1, epochs=1, progress=False, spec=spec, val_per_class=3)
+    assert (tmp_path / "demo" / "runs" / "base_seed0" / "last.pt").stat().st_mtime == mtime

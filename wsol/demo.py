@@ -45,8 +45,16 @@ METHODS = {
 }
 
 
-def demo_config(data_root: Path, method: str, seed: int, epochs: int | None = None):
+def demo_config(
+    data_root: Path,
+    method: str,
+    seed: int,
+    epochs: int | None = None,
+    val_per_class: int | None = None,
+):
     recipe = json.loads(json.dumps(DEMO_RECIPE))
+    if val_per_class is not None:
+        recipe["data"]["val_per_class"] = val_per_class
     recipe["data"]["root"] = str(data_root)
     recipe["method"] = dict(METHODS[method])
     recipe["seed"] = seed
@@ -62,9 +70,15 @@ def _data_ready(root: Path, spec: SynthSpec) -> bool:
 
 
 def run_demo(
-    out: str | Path = "demo_out", seeds: int = 1, epochs: int | None = None, progress: bool = True
+    out: str | Path = "demo_out",
+    seeds: int = 1,
+    epochs: int | None = None,
+    progress: bool = True,
+    spec: SynthSpec = DEMO_SPEC,
+    val_per_class: int | None = None,
 ) -> dict:
-    """Run the demo into ``out``; returns the paths of what it wrote."""
+    """Run the demo into ``out``; returns the paths of what it wrote (``spec`` and
+    ``val_per_class`` shrink it for tests)."""
     from .evaluate import evaluate_checkpoint
     from .gallery import build_gallery
     from .report import compare_runs
@@ -74,14 +88,14 @@ def run_demo(
     start = time.time()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data = out / "data"
-    if not _data_ready(data, DEMO_SPEC):
+    if not _data_ready(data, spec):
         print(f"[demo] writing the synthetic data set to {data}")
-        make_synthetic(data, DEMO_SPEC, progress=progress)
+        make_synthetic(data, spec, progress=progress)
     evals = []
     for seed in range(seeds):
         for method in METHODS:
             run = out / "runs" / f"{method}_seed{seed}"
-            cfg = demo_config(data, method, seed, epochs)
+            cfg = demo_config(data, method, seed, epochs, val_per_class)
             done = (run / "last.pt").is_file() and torch.load(run / "last.pt", weights_only=False)[
                 "epoch"
             ] + 1 >= cfg.epochs

@@ -211,7 +211,8 @@ def compare_runs(
     curves = []
     for folder, metrics, _ in loaded:
         ctx = metrics.get("context", {})
-        name = f"{ctx.get('run', folder.name)} {ctx.get('method', '')}".strip()
+        run, method = str(ctx.get("run", folder.name)), str(ctx.get("method", ""))
+        name = run if method in run else f"{run} {method}".strip()
         if "curves" in metrics:
             curves.append(
                 (metrics["curves"]["thresholds"], metrics["curves"]["single"]["50"], name)

@@ -194,9 +194,8 @@ def read_cub(
                 mask_paths=masks,
             )
         )
-    return DatasetSplit(
-        name="CUB", split=split, records=records, class_names=class_names, root=root
-    )
+    name = "SYNTH" if (root / "synth.json").is_file() else "CUB"  # the synthetic set says so
+    return DatasetSplit(name=name, split=split, records=records, class_names=class_names, root=root)
 
 
 def box_inside(box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
