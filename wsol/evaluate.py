@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -333,12 +334,7 @@ def evaluate_checkpoint(
         "cam_method": cam_method,
         "checkpoint": str(model_path.resolve()),
         "epoch": int(ckpt.get("epoch", -1)) + 1,
-        "data": cfg_dict["data"]
-        | {
-            k.split(".", 1)[1]: v
-            for k, v in (o.split("=", 1) for o in overrides)
-            if k.startswith("data.")
-        },
+        "data": dataclasses.asdict(cfg.data),  # after overrides: where the images really are
     }
     if val_threshold:
         val = evaluate_model(

@@ -258,7 +258,7 @@ def train(
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch, best = ckpt["epoch"] + 1, ckpt.get("best")
         _set_rng_state(ckpt["rng"])
-    elif d.main and (out / "last.pt").exists():
+    elif (out / "last.pt").exists():  # every rank stops, none waits for the others
         raise FileExistsError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
