@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(config, overrides)
     out = args.out or Path("runs") / Path(config).stem
     row = train(cfg, out, resume=args.resume, progress=not args.quiet)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 speaks
         print(f"run folder: {out}" + (f" (last epoch {row['epoch']})" if row else ""))
     return 0
 
