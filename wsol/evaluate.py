@@ -12,8 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .data.wsolmeta import read_wsol_metadata
-from .metrics import LocalizationEvaluator, Protocol, ground_truth
-from .report import format_table, write_metrics
+from .metrics import LocalizationEvaluator, Protocol, all_reduce_sum, ground_truth
+from .report import format_table, write_csv, write_metrics
 
 
 def cam_path(cams_dir: str | Path, image_id: str) -> Path:
@@ -133,23 +133,10 @@ def save_result(
     rows = result.pop("per_image", None)
     json_path, csv_path = write_metrics(out_dir, result, context)
     if rows:
-        write_per_image(Path(out_dir) / "per_image.csv", rows)
+        write_csv(Path(out_dir) / "per_image.csv", rows)
     if echo:
         print(format_table(result))
         print(f"wrote {json_path} and {csv_path}" + (" and per_image.csv" if rows else ""))
-
-
-def write_per_image(path: Path, rows: list[dict]) -> None:
-    import io
-
-    from .report import atomic_write_text
-
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------------- models
@@ -234,7 +221,7 @@ def evaluate_model(
     counts = np.array([top1_total, top5_total, seen], dtype=np.int64)
     if evaluator is not None:
         evaluator.all_reduce()
-    counts = _all_reduce_counts(counts)
+    counts = all_reduce_sum(counts)
     result = (
         evaluator.compute(fixed_threshold)
         if evaluator is not None
@@ -264,19 +251,6 @@ def _gather_rows(rows: list[dict]) -> list[dict]:
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, rows)
     return [row for part in gathered for row in part]
-
-
-def _all_reduce_counts(counts: np.ndarray) -> np.ndarray:
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return counts
-    t = torch.from_numpy(counts)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t)
-    return t.cpu().numpy()
 
 
 def evaluate_checkpoint(
@@ -343,7 +317,7 @@ def evaluate_checkpoint(
             protocol,
             amp_dtype=dtype,
             per_image=False,
-            progress=progress,
+            progress=progress and d.main,
             **common,
         )
         fixed_threshold = val["loc"]["best_threshold"]

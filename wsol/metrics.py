@@ -359,32 +359,41 @@ class MaskAccumulator:
             precision = tp / (tp + fp)
             recall = tp / (tp + fn)
         auc = (precision[1:] * np.diff(recall))[nonzero[1:]].sum() * 100
-        keep = nonzero
         # curve thresholds: the lower edge of each bin, high to low
         lower = self.edges[:-1][::-1]
         return {
             "PxAP": float(auc),
             "images": self.count,
             "pr_curve": {
-                "threshold": lower[keep].tolist(),
-                "precision": precision[keep].tolist(),
-                "recall": recall[keep].tolist(),
+                "threshold": lower[nonzero].tolist(),
+                "precision": precision[nonzero].tolist(),
+                "recall": recall[nonzero].tolist(),
             },
         }
 
 
-def _all_reduce_arrays(arrays: list[np.ndarray], set_scalars) -> None:
+def all_reduce_sum(values: np.ndarray) -> np.ndarray:
+    """Integer counts summed over all processes of the default torch.distributed group (the
+    counts themselves when no group is running)."""
     import torch
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        return
-    flat = np.concatenate([a.ravel() for a in arrays]).astype(np.int64)
-    tensor = torch.from_numpy(flat)
+        return values
+    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
     if dist.get_backend() == "nccl":
         tensor = tensor.cuda()
     dist.all_reduce(tensor)
-    flat = tensor.cpu().numpy()
+    return tensor.cpu().numpy()
+
+
+def _all_reduce_arrays(arrays: list[np.ndarray], set_scalars) -> None:
+    """Sum ``arrays`` in place across processes; the last one's sums go to ``set_scalars``."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    flat = all_reduce_sum(np.concatenate([a.ravel() for a in arrays]))
     offset = 0
     for a in arrays[:-1]:
         a[...] = flat[offset : offset + a.size].reshape(a.shape)

@@ -29,6 +29,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def write_csv(path: str | Path, rows: list[Mapping], columns: list[str] | None = None) -> None:
+    """Write rows as CSV atomically; columns default to every key, in first-seen order."""
+    import io
+
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
 def flatten_metrics(result: Mapping) -> dict[str, float]:
     """The scalar metrics of an evaluation result, by name (percent, thresholds in [0, 1])."""
     rows: dict[str, float] = {}
@@ -71,15 +83,8 @@ def write_metrics(
     out.mkdir(parents=True, exist_ok=True)
     payload = {"context": dict(context or {}), **result}
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=1) + "\n")
-    rows = metrics_table(result, context)
     columns = [*CONTEXT_COLUMNS, "metric", "value", *PROTOCOL_COLUMNS]
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "metrics.csv", buffer.getvalue())
+    write_csv(out / "metrics.csv", metrics_table(result, context), columns)
     return out / "metrics.json", out / "metrics.csv"
 
 

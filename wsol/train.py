@@ -27,12 +27,12 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from .config import TrainConfig, save_config
+from .config import TrainConfig, config_to_dict, save_config
 from .data.dataset import RecordDataset, collate_skipping, train_transform
 from .data.splits import load_split
 from .mixing import MixingConfig, mix_batch, mixed_loss
 from .models import create_model
-from .report import atomic_write_text
+from .report import write_csv
 
 LOG_COLUMNS = (
     "epoch",
@@ -190,16 +190,6 @@ def _read_log(path: Path, upto_epoch: int) -> list[dict]:
         return []
     with open(path, newline="") as f:
         return [row for row in csv.DictReader(f) if int(row["epoch"]) <= upto_epoch]
-
-
-def _write_log(path: Path, rows: list[dict]) -> None:
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
 
 
 def _select_score(cfg: TrainConfig, val: dict | None) -> tuple[str, float] | None:
@@ -397,7 +387,9 @@ def train(
             best = {"metric": score[0], "value": score[1], "epoch": epoch + 1}
         if d.main:
             log_rows.append(row)
-            _write_log(out / "log.csv", log_rows)  # the log first: a resume drops rows past last.pt
+            write_csv(
+                out / "log.csv", log_rows, list(LOG_COLUMNS)
+            )  # the log first: a resume drops rows past last.pt
             state = {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -406,7 +398,7 @@ def train(
                 "epoch": epoch,
                 "best": best,
                 "rng": _rng_state(),
-                "config": _config_dict(cfg),
+                "config": config_to_dict(cfg),
                 "num_classes": num_classes,
                 "class_names": train_split.class_names,
             }
@@ -425,12 +417,6 @@ def train(
     if d.world > 1:
         dist.barrier()
     return row
-
-
-def _config_dict(cfg: TrainConfig) -> dict:
-    from .config import config_to_dict
-
-    return config_to_dict(cfg)
 
 
 def load_checkpoint_model(path: str | Path, device: torch.device | str = "cpu"):
