@@ -12,6 +12,7 @@ def test_every_model_gives_cam_shaped_features_and_gradients(name):
     model = create_model(name, num_classes=3)
     size = INPUT.get(name, 64)
     x = torch.randn(2, 3, size, size)
+    model.eval()  # dropout (InceptionV3's head) would break the identity below
     logits, features = model.forward_with_features(x)
     assert logits.shape == (2, 3) and features.ndim == 4 and features.shape[0] == 2
     assert torch.isfinite(logits).all()
@@ -22,6 +23,9 @@ def test_every_model_gives_cam_shaped_features_and_gradients(name):
         :, 0
     ] / features.shape[1]
     torch.testing.assert_close(cams.mean(dim=(1, 2)), expected, rtol=1e-4, atol=1e-5)
+    model.train()
+    logits, _ = model.forward_with_features(x)
+    assert torch.isfinite(logits).all()
     logits.sum().backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing

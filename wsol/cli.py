@@ -91,15 +91,33 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- evaluate
 def _protocol(args: argparse.Namespace):
-    from .metrics import Protocol
+    from .metrics import PROTOCOLS, named_protocol
 
-    return Protocol(
+    changes = dict(
         cam_curve_interval=args.cam_curve_interval,
         iou_thresholds=tuple(args.iou),
         interpolation=args.interpolation,
         normalize=not args.no_normalize,
-        multi_contour=args.multi_contour,
     )
+    if PROTOCOLS[args.protocol].fixed_threshold is None:
+        changes["multi_contour"] = args.multi_contour
+    else:  # a protocol with its own threshold fixes the contour mode too
+        chosen = [
+            flag
+            for flag, given in (
+                ("--threshold", args.threshold is not None),
+                ("--threshold-from", args.threshold_from is not None),
+                ("--val-threshold", getattr(args, "val_threshold", False)),
+                ("--multi-contour", args.multi_contour),
+            )
+            if given
+        ]
+        if chosen:
+            raise ValueError(
+                f"--protocol {args.protocol} fixes the threshold and contour mode: "
+                f"drop {', '.join(chosen)}"
+            )
+    return named_protocol(args.protocol, **changes)
 
 
 def _fixed_threshold(args: argparse.Namespace) -> float | None:
@@ -127,12 +145,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         overrides = list(args.set)
         if args.data is not None:
             overrides.append(f"data.root={args.data}")
+        protocol = _protocol(args)
+        out = args.out
+        if out is None and protocol.name != "wsolevaluation":  # beside RUN/eval_<split>
+            run = args.model if args.model.is_dir() else args.model.parent
+            out = run / f"eval_{args.split}_{protocol.name}"
         evaluate_checkpoint(
             args.model,
-            args.out,
+            out,
             split=args.split,
+            checkpoint=args.checkpoint,
             overrides=overrides,
-            protocol=_protocol(args),
+            protocol=protocol,
             cam_method=args.cam_method,
             batch_size=args.batch_size,
             workers=args.workers,
@@ -169,7 +193,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
+    from .metrics import PROTOCOLS
+
     g = p.add_argument_group("protocol (defaults: wsolevaluation)")
+    g.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        default="wsolevaluation",
+        help="wsolevaluation (Choe et al. 2020: threshold sweep, MaxBoxAccV2, PxAP) or "
+        "cutmix2019 (the CutMix paper's Table 9: CAM threshold 0.15, largest contour, "
+        "top-1 / GT-known loc; a model's results go to RUN/eval_<split>_cutmix2019)",
+    )
     g.add_argument(
         "--cam-curve-interval",
         type=float,
@@ -339,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="test",
         choices=("train", "val", "test"),
         help="split to evaluate (default test)",
+    )
+    m.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default="last",
+        help="which checkpoint of a run folder: last (default, as the reference reports) or "
+        "best (best val score; refused when val is the test split)",
     )
     m.add_argument(
         "--data", type=Path, help="data root, if it moved since training (sets data.root)"

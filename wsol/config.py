@@ -20,11 +20,13 @@ from .mixing import MixingConfig
 class DataConfig:
     """Where the data are and how images are prepared.
 
-    ``format``: ``cub`` (native CUB-200-2011 root; ``val`` is ``val_per_class`` held-out
-    training images per class, ``test`` the official test split), ``wsol`` (``metadata`` holds
-    train/, val/, test/ in the wsolevaluation layout; image ids are relative to ``root``) or
-    ``imagenet`` (``root`` with train/ and val/; ``annotations``: val XML folder or
-    LOC_val_solution.csv; val and test are both ILSVRC val unless ``metadata`` is given).
+    ``format``: ``wsol`` (``metadata`` holds train/, val/, test/ in the wsolevaluation layout;
+    image ids are relative to ``root``: the reference's own splits, e.g. CUB's separate val
+    images), ``cub`` (native CUB-200-2011 root: ``train`` is the official training split,
+    ``test`` the official test split, and there is no ``val`` unless ``val_per_class`` > 0 holds
+    that many training images per class out of ``train``) or ``imagenet`` (``root`` with train/
+    and val/; ``annotations``: val XML folder or LOC_val_solution.csv; val and test are both
+    ILSVRC val unless ``metadata`` is given).
     """
 
     format: str = "cub"
@@ -32,7 +34,7 @@ class DataConfig:
     metadata: str | None = None
     masks: str | None = None
     annotations: str | None = None
-    val_per_class: int = 5
+    val_per_class: int = 0  # cub only: > 0 holds this many training images per class out as val
     resize_size: int = 256  # train: resize to this square, then random crop
     crop_size: int = 224  # train crop; val/test: resize straight to this square
     workers: int = 4
@@ -43,7 +45,8 @@ class DataConfig:
 class ModelConfig:
     name: str = "resnet50"
     pretrained: str | None = "torchvision"  # torchvision | PATH | null
-    large_feature_map: bool = False  # resnet*/vgg16: one more stage at stride 1 (reference option)
+    large_feature_map: bool = False  # one stage less downsampling: 28 x 28 CAMs (reference option)
+    keep_pretrained_classifier: bool = False  # ResNets on ImageNet: keep the 1000-class fc
     channels_last: bool = False
 
 
@@ -53,9 +56,9 @@ class OptimConfig:
     head_lr_mult: float = 10.0  # head (new layers) lr = lr * head_lr_mult
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    nesterov: bool = False
+    nesterov: bool = True  # the reference's SGD (wsolevaluation main.py) uses Nesterov momentum
     scheduler: str = "step"  # step | cosine | none
-    lr_step: int = 15  # epochs between decays (step)
+    lr_step: int = 15  # step: lr of 1-based epoch e is lr * lr_gamma ** (e // lr_step), as the reference
     lr_gamma: float = 0.1
     label_smoothing: float = 0.0
 

@@ -258,6 +258,7 @@ def evaluate_checkpoint(
     out_dir: str | Path | None = None,
     *,
     split: str = "test",
+    checkpoint: str = "last",
     overrides: Sequence[str] = (),
     protocol: Protocol | None = None,
     cam_method: str = "cam",
@@ -273,7 +274,9 @@ def evaluate_checkpoint(
     """Evaluate a run folder or checkpoint on a split of the data it was trained on.
 
     Args:
-        model_path: a run folder (its best.pt, else last.pt) or a checkpoint file.
+        model_path: a run folder or a checkpoint file.
+        checkpoint: with a run folder, ``last`` (default: the reference reports the last
+            checkpoint) or ``best`` (best val score; refused when val is the test split).
         out_dir: where metrics.json, metrics.csv and per_image.csv go (default
             ``RUN/eval_<split>``); ``save_cams`` adds ``cams/<image_id>.npy``.
         overrides: ``section.key=value`` changes to the run's config (e.g. ``data.root=...``).
@@ -286,7 +289,10 @@ def evaluate_checkpoint(
 
     d = setup_distributed(device)
     model_path = Path(model_path)
-    model, cfg_dict, ckpt = load_checkpoint_model(model_path, d.device)
+    model, cfg_dict, ckpt = load_checkpoint_model(model_path, d.device, checkpoint)
+    epoch = int(ckpt.get("epoch", -1)) + 1
+    if d.main and echo:
+        print(f"checkpoint: {ckpt['path']} (epoch {epoch})")
     cfg = config_from_dict(cfg_dict, list(overrides))
     run_dir = model_path if model_path.is_dir() else model_path.parent
     out = Path(out_dir) if out_dir is not None else run_dir / f"eval_{split}"
@@ -306,8 +312,8 @@ def evaluate_checkpoint(
         "method": cfg.method.method,
         "seed": cfg.seed,
         "cam_method": cam_method,
-        "checkpoint": str(model_path.resolve()),
-        "epoch": int(ckpt.get("epoch", -1)) + 1,
+        "checkpoint": str(Path(ckpt["path"]).resolve()),
+        "epoch": epoch,
         "data": dataclasses.asdict(cfg.data),  # after overrides: where the images really are
     }
     if val_threshold:

@@ -54,14 +54,20 @@ class Protocol:
         interpolation: OpenCV interpolation used to resize CAMs (reference: ``cubic``).
         normalize: min-max normalise each CAM (else maps must already lie in [0, 1]).
         multi_contour: contour mode of the per-IoU table and of the loc metrics.
+        fixed_threshold: the CAM threshold of the ``@fixed`` loc metrics when the evaluation is
+            given none (None: only a val-chosen one, if any, is reported).
+        name: the protocol's name, recorded with every result (``PROTOCOLS`` holds the named
+            ones).
     """
 
+    name: str = "wsolevaluation"
     cam_curve_interval: float = 0.001
     iou_thresholds: tuple[int, ...] = (30, 50, 70)
     eval_size: tuple[int, int] = EVAL_SIZE
     interpolation: str = "cubic"
     normalize: bool = True
     multi_contour: bool = False
+    fixed_threshold: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "iou_thresholds", tuple(int(d) for d in self.iou_thresholds))
@@ -85,6 +91,8 @@ class Protocol:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if d["fixed_threshold"] is None:
+            del d["fixed_threshold"]
         d["iou_thresholds"] = list(self.iou_thresholds)
         d["eval_size"] = list(self.eval_size)
         d["resize"] = f"cv2.resize {self.interpolation}, float64"
@@ -92,6 +100,28 @@ class Protocol:
         d["binarisation"] = "uint8 map > int(t * max), cv2.THRESH_BINARY"
         d["contours"] = "cv2.findContours RETR_TREE; box = boundingRect, x1/y1 capped at W-1/H-1"
         return d
+
+
+#: The named evaluation protocols (``wsol evaluate --protocol NAME``).
+#:
+#: * ``wsolevaluation``: Choe et al., CVPR 2020 (clovaai/wsolevaluation): threshold sweep,
+#:   MaxBoxAcc / MaxBoxAccV2 / PxAP; loc metrics at the best threshold, or at one chosen on val.
+#: * ``cutmix2019``: the CutMix paper's Table 9 protocol (Yun et al., ICCV 2019, Appendix B):
+#:   the min-max normalised CAM thresholded at 0.15 (of its maximum), the box around the
+#:   largest connected component (single contour), top-1 / GT-known loc at IoU 0.5.
+PROTOCOLS: dict[str, Protocol] = {
+    "wsolevaluation": Protocol(),
+    "cutmix2019": Protocol(name="cutmix2019", multi_contour=False, fixed_threshold=0.15),
+}
+
+
+def named_protocol(name: str, **changes) -> Protocol:
+    """A protocol of :data:`PROTOCOLS` with ``changes`` (e.g. ``cam_curve_interval``) applied."""
+    import dataclasses
+
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+    return dataclasses.replace(PROTOCOLS[name], **changes)
 
 
 @dataclass
@@ -537,7 +567,10 @@ class LocalizationEvaluator:
         return self.per_image.rows(result) if self.per_image is not None else []
 
     def compute(self, fixed_threshold: float | None = None) -> dict:
+        """All metrics; ``fixed_threshold`` defaults to the protocol's own (if it has one)."""
         out: dict = {"protocol": self.protocol.to_dict()}
+        if fixed_threshold is None:
+            fixed_threshold = self.protocol.fixed_threshold
         if self.boxes is not None:
             out.update(self.boxes.compute(fixed_threshold))
         if self.masks is not None:

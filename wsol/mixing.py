@@ -128,10 +128,16 @@ def mix_batch(
     config: MixingConfig,
     generator: torch.Generator | None = None,
 ) -> MixedBatch:
-    """Apply the configured method to a batch (CutMix with probability ``cutmix_prob``)."""
-    if config.method == "cutmix" and _uniform(generator) < config.cutmix_prob:
-        return cutmix(images, targets, config.cutmix_beta, generator)
-    if config.method == "mixup":
+    """Apply the configured method to a batch (CutMix with probability ``cutmix_prob``).
+
+    As the official code: CutMix with ``cutmix_beta <= 0`` (clovaai/CutMix-PyTorch's
+    ``args.beta > 0 and r < args.cutmix_prob``; wsolevaluation's ``cutmix_beta > 0``) and Mixup
+    with ``mixup_alpha <= 0`` (facebookresearch/mixup-cifar10: lam = 1) leave the batch as it is.
+    """
+    if config.method == "cutmix" and config.cutmix_beta > 0:
+        if _uniform(generator) < config.cutmix_prob:
+            return cutmix(images, targets, config.cutmix_beta, generator)
+    if config.method == "mixup" and config.mixup_alpha > 0:
         return mixup(images, targets, config.mixup_alpha, generator)
     if config.method == "cutout":
         return MixedBatch(cutout(images, config.cutout_size, generator), targets, targets, 1.0)

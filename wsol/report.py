@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 CONTEXT_COLUMNS = ("run", "dataset", "split", "backbone", "method", "seed", "cam_method")
-PROTOCOL_COLUMNS = ("cam_curve_interval", "iou_thresholds", "contour_mode", "eval_size")
+PROTOCOL_COLUMNS = ("protocol", "cam_curve_interval", "iou_thresholds", "contour_mode", "eval_size")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -65,6 +65,7 @@ def metrics_table(result: Mapping, context: Mapping | None = None) -> list[dict]
     protocol = result.get("protocol", {})
     base = {c: context.get(c, "") for c in CONTEXT_COLUMNS}
     base.update(
+        protocol=protocol.get("name", "wsolevaluation"),
         cam_curve_interval=protocol.get("cam_curve_interval", ""),
         iou_thresholds=" ".join(str(d) for d in protocol.get("iou_thresholds", [])),
         contour_mode="multi" if protocol.get("multi_contour") else "single",
@@ -123,7 +124,7 @@ HEADLINE = (
     "MaxBoxAccV2",
     "PxAP",
 )
-GROUP = ("dataset", "backbone", "method", "cam_method")
+GROUP = ("dataset", "backbone", "method", "cam_method", "protocol")
 
 
 def _load_run(path: Path):
@@ -180,6 +181,7 @@ def compare_runs(
             "run", folder.parent.name if folder.name.startswith("eval_") else folder.name
         )
         context["folder"] = str(folder)
+        context["protocol"] = metrics.get("protocol", {}).get("name", "wsolevaluation")
         for row in metrics_table(metrics, context):
             row["folder"] = str(folder)
             tidy.append(row)
@@ -271,10 +273,11 @@ def _differences(per_image: list, n_boot: int, seed: int) -> list[dict]:
             str(context.get("dataset", "")),
             str(context.get("backbone", "")),
             str(context.get("cam_method", "")),
+            str(context.get("protocol", "wsolevaluation")),
         )
         groups.setdefault(key, {}).setdefault(str(context.get("method", "")), []).append(rows)
     out = []
-    for (dataset, backbone, cam_method), methods in groups.items():
+    for (dataset, backbone, cam_method, protocol), methods in groups.items():
         if len(methods) < 2:
             continue
         baseline = "base" if "base" in methods else sorted(methods)[0]
@@ -302,6 +305,7 @@ def _differences(per_image: list, n_boot: int, seed: int) -> list[dict]:
                         "dataset": dataset,
                         "backbone": backbone,
                         "cam_method": cam_method,
+                        "protocol": protocol,
                         "method": method,
                         "baseline": baseline,
                         "metric": metric,
@@ -318,8 +322,10 @@ def _differences(per_image: list, n_boot: int, seed: int) -> list[dict]:
 
 def _markdown(wide) -> str:
     metrics = [m for m in HEADLINE if m in wide.columns]
-    header = "| dataset | backbone | method | CAM | " + " | ".join(metrics) + " | seeds |"
-    lines = [header, "|" + "---|" * (5 + len(metrics))]
+    header = (
+        "| dataset | backbone | method | CAM | protocol | " + " | ".join(metrics) + " | seeds |"
+    )
+    lines = [header, "|" + "---|" * (6 + len(metrics))]
     for _, row in wide.iterrows():
         cells = []
         for m in metrics:
@@ -332,6 +338,7 @@ def _markdown(wide) -> str:
                 cells.append(f"{mean:.2f}")
         lines.append(
             f"| {row['dataset']} | {row['backbone']} | {row['method']} | {row['cam_method']} | "
+            f"{row['protocol']} | "
             + " | ".join(cells)
             + f" | {int(row['seeds'])} |"
         )

@@ -23,21 +23,23 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import yaml
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from .config import TrainConfig, config_to_dict, save_config
 from .data.dataset import RecordDataset, collate_skipping, train_transform
-from .data.splits import load_split
+from .data.splits import NoValSplit, load_split, val_is_test, val_source
 from .mixing import MixingConfig, mix_batch, mixed_loss
 from .models import create_model
-from .report import write_csv
+from .report import atomic_write_text, write_csv
 
 LOG_COLUMNS = (
     "epoch",
     "train_loss",
     "train_acc",
+    "train_images",
     "lr",
     "images_per_s",
     "skipped_images",
@@ -90,7 +92,9 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with the backbone at ``lr`` and new layers at ``lr * head_lr_mult``."""
+    """SGD with two groups, as the reference: the model's head parameters (its
+    ``head_prefixes``: e.g. ResNet's layer4 and classifier) at ``lr * head_lr_mult``, every other
+    parameter at ``lr``."""
     o = cfg.optim
     groups = [
         {"params": model.backbone_parameters(), "lr": o.lr},
@@ -102,11 +106,16 @@ def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def lr_factor(cfg: TrainConfig, epoch: int) -> float:
-    """The learning-rate multiplier of an epoch, in closed form (so a resumed run that extends
-    ``epochs`` follows the new schedule)."""
+    """The learning-rate multiplier of 0-based ``epoch``, in closed form (so a resumed run that
+    extends ``epochs`` follows the new schedule).
+
+    ``step`` counts as wsolevaluation's trainer does: before 1-based epoch e it multiplies the
+    lr by ``lr_gamma`` whenever e is a multiple of ``lr_step`` (``adjust_learning_rate(epoch + 1)``
+    in its main.py), so 1-based epoch e trains at ``lr * lr_gamma ** (e // lr_step)``: with
+    ``lr_step`` 15 the 15th, 30th and 45th epochs are the first at each lower rate."""
     o = cfg.optim
     if o.scheduler == "step":
-        return o.lr_gamma ** (epoch // max(1, o.lr_step))
+        return o.lr_gamma ** ((epoch + 1) // max(1, o.lr_step))
     if o.scheduler == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, cfg.epochs)))
     if o.scheduler == "none":
@@ -218,15 +227,24 @@ def train(
     train_split = load_split(cfg.data, "train")
     try:
         val_split = load_split(cfg.data, "val")
-    except ValueError:
+    except NoValSplit:
         val_split = None
     if not train_split.records:
         raise ValueError(f"the train split of {cfg.data.root} is empty")
     num_classes = train_split.num_classes
+    splits = split_record(cfg, train_split, val_split)
+    if d.main and progress:
+        tqdm.write(f"train: {splits['train_images']} images | val: {splits['val']}")
+        if splits["val_is_test"]:
+            tqdm.write("val is the test split: no best.pt is kept (it would choose on test)")
 
     seed_everything(epoch_seed(cfg.seed, -1, 0))  # the same initial weights on every rank
     model = create_model(
-        cfg.model.name, num_classes, cfg.model.pretrained, cfg.model.large_feature_map
+        cfg.model.name,
+        num_classes,
+        cfg.model.pretrained,
+        cfg.model.large_feature_map,
+        cfg.model.keep_pretrained_classifier,
     ).to(d.device)
     memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -255,6 +273,7 @@ def train(
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
+        atomic_write_text(out / "splits.yaml", yaml.safe_dump(splits, sort_keys=False))
     log_rows = _read_log(out / "log.csv", start_epoch) if d.main else []
 
     train_model = model
@@ -286,7 +305,7 @@ def train(
             num_workers=cfg.data.workers,
             collate_fn=collate_skipping,
             pin_memory=d.device.type == "cuda",
-            drop_last=len(dataset) // d.world >= cfg.batch_size,
+            drop_last=False,  # as the reference's DataLoader: the last, smaller batch trains too
             persistent_workers=False,
         )
         mixing_gen = torch.Generator().manual_seed(seed)
@@ -372,6 +391,7 @@ def train(
             "epoch": epoch + 1,
             "train_loss": loss_total / max(seen_total, 1),
             "train_acc": 100.0 * correct_total / max(seen_total, 1),
+            "train_images": int(seen_total),
             "lr": lr,
             "images_per_s": seen_total / max(elapsed, 1e-9),
             "skipped_images": int(skipped_total),
@@ -381,7 +401,7 @@ def train(
             "val_PxAP": val.get("PxAP", "") if val else "",
             "seconds": elapsed,
         }
-        score = _select_score(cfg, val)
+        score = None if splits["val_is_test"] else _select_score(cfg, val)
         is_best = score is not None and (best is None or score[1] > best["value"])
         if is_best:
             best = {"metric": score[0], "value": score[1], "epoch": epoch + 1}
@@ -401,6 +421,7 @@ def train(
                 "config": config_to_dict(cfg),
                 "num_classes": num_classes,
                 "class_names": train_split.class_names,
+                "splits": splits,
             }
             atomic_save(state, out / "last.pt")
             if is_best:
@@ -419,18 +440,55 @@ def train(
     return row
 
 
-def load_checkpoint_model(path: str | Path, device: torch.device | str = "cpu"):
-    """(model, config dict, checkpoint) from a run folder (its best.pt, else last.pt) or a .pt file."""
+def split_record(cfg: TrainConfig, train_split, val_split) -> dict:
+    """What a run trained on and chose on: saved as ``RUN/splits.yaml`` and in checkpoints."""
+    return {
+        "train_images": len(train_split),
+        "val": val_source(cfg.data) if val_split is not None else "none",
+        "val_images": len(val_split) if val_split is not None else 0,
+        "val_is_test": val_split is not None and val_is_test(cfg.data),
+    }
+
+
+CHECKPOINTS = ("last", "best")
+
+
+def checkpoint_path(path: str | Path, which: str = "last") -> Path:
+    """The checkpoint file of a run folder (``RUN/last.pt`` or ``RUN/best.pt``), or ``path``
+    itself when it is a file. ``last`` is the default, as the reference reports the last
+    checkpoint (wsolevaluation ``--eval_checkpoint_type last``)."""
+    if which not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {which!r}")
     path = Path(path)
     if path.is_dir():
-        candidates = [path / "best.pt", path / "last.pt"]
-        found = [p for p in candidates if p.is_file()]
-        if not found:
-            raise FileNotFoundError(f"{path} holds no best.pt or last.pt")
-        path = found[0]
+        file = path / f"{which}.pt"
+        if which == "best" and not file.is_file() and (path / "last.pt").is_file():
+            splits = torch.load(path / "last.pt", map_location="cpu", weights_only=False).get(
+                "splits", {}
+            )
+            if splits.get("val_is_test"):
+                raise ValueError(
+                    f"{path}: --checkpoint best is refused: this run's val split is its test "
+                    f"split ({splits['val']}), so a best checkpoint would be chosen on the test "
+                    "set. Evaluate the last checkpoint, or train with a separate val split "
+                    "(data.metadata with wsolevaluation's ILSVRC val)"
+                )
+            raise FileNotFoundError(f"{path} holds no best.pt (it had no val split to choose on)")
+        if not file.is_file():
+            raise FileNotFoundError(f"{path} holds no {which}.pt")
+        return file
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_checkpoint_model(
+    path: str | Path, device: torch.device | str = "cpu", which: str = "last"
+):
+    """(model, config dict, checkpoint) from a run folder (its ``which``.pt) or a .pt file."""
+    path = checkpoint_path(path, which)
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt["path"] = str(path)
     cfg = ckpt["config"]
     model = create_model(
         cfg["model"]["name"],

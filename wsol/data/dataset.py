@@ -2,7 +2,9 @@
 
 Train: resize to ``resize_size`` x ``resize_size``, random crop ``crop_size``, horizontal flip,
 normalise with ImageNet statistics. Val/test: resize straight to ``crop_size`` x ``crop_size``
-(no crop, so CAMs and boxes share the image's frame), as wsolevaluation does.
+(no crop, so CAMs and boxes share the image's frame), as wsolevaluation does. Resizing, cropping
+and flipping act on the PIL image before it becomes a tensor, as in the reference's
+``data_loaders.py`` (PIL's bilinear resize), so the pixels match its pipeline.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def to_unit_float(image: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 in [0, 1] as ``transforms.ToTensor`` computes it (a division by 255,
+    not a multiplication by 1/255, so the values equal the reference's to the bit)."""
+    return image.to(torch.float32).div(255)
+
+
 def train_transform(resize_size: int, crop_size: int) -> v2.Compose:
     return v2.Compose(
         [
-            v2.ToImage(),
             v2.Resize((resize_size, resize_size), antialias=True),
             v2.RandomCrop(crop_size),
             v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True),
+            v2.ToImage(),
+            v2.Lambda(to_unit_float),
             v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
@@ -34,9 +42,9 @@ def train_transform(resize_size: int, crop_size: int) -> v2.Compose:
 def eval_transform(crop_size: int) -> v2.Compose:
     return v2.Compose(
         [
-            v2.ToImage(),
             v2.Resize((crop_size, crop_size), antialias=True),
-            v2.ToDtype(torch.float32, scale=True),
+            v2.ToImage(),
+            v2.Lambda(to_unit_float),
             v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )

@@ -12,6 +12,38 @@ from .wsolmeta import read_class_names, read_wsol_metadata, split_train_val
 SPLIT_NAMES = ("train", "val", "test")
 
 
+class NoValSplit(ValueError):
+    """The data config describes no val split."""
+
+
+def val_source(data) -> str:
+    """Where the val split of a data config comes from, in words (recorded by every run)."""
+    if data.format == "cub":
+        if data.val_per_class > 0:
+            return (
+                f"hold-out: {data.val_per_class} training images per class of {data.root} "
+                "(not trained on)"
+            )
+        return "none (native CUB layout without data.val_per_class)"
+    if data.metadata:
+        return f"metadata: {Path(data.metadata) / 'val'}"
+    if data.format == "imagenet":
+        return f"the test split (ILSVRC val of {data.root}: no separate val metadata)"
+    return "none"
+
+
+def val_is_test(data) -> bool:
+    """True when the config's val split is its test split (ImageNet with only the ILSVRC val
+    boxes, or metadata whose val and test folders are one): choosing a checkpoint on it would
+    choose on the test set."""
+    if data.format == "imagenet" and not data.metadata:
+        return True
+    if data.format in ("wsol", "imagenet") and data.metadata:
+        val, test = Path(data.metadata) / "val", Path(data.metadata) / "test"
+        return val.exists() and test.exists() and val.resolve() == test.resolve()
+    return False
+
+
 def load_split(data, split: str) -> DatasetSplit:
     """One split (train, val or test) as the data config describes it (see ``DataConfig``).
 
@@ -25,10 +57,14 @@ def load_split(data, split: str) -> DatasetSplit:
     if data.format == "cub":
         if split == "test":
             return read_cub(root, "test")
+        if data.val_per_class <= 0 and split == "val":
+            raise NoValSplit(
+                "the native CUB layout has no val split: use data.format wsol with "
+                "wsolevaluation's metadata/CUB (its separate val images, as the reference), or "
+                "hold training images out with data.val_per_class=N"
+            )
         train = read_cub(root, "train", read_sizes=split == "val")
         if data.val_per_class <= 0:
-            if split == "val":
-                raise ValueError("data.val_per_class is 0: there is no val split")
             return train
         parts = dict(zip(("train", "val"), split_train_val(train, data.val_per_class, seed=0)))
         return parts[split]

@@ -22,14 +22,18 @@ def create_model(
     num_classes: int,
     pretrained: str | Path | None = None,
     large_feature_map: bool = False,
+    keep_pretrained_classifier: bool = False,
 ) -> WSOLModel:
     """Build a registered model.
 
     Args:
         name: a name from :func:`list_models`.
-        num_classes: size of the (always freshly initialised) linear classifier.
+        num_classes: size of the linear classifier (initialised N(0, 0.01), as the reference).
         pretrained: None (random), ``"torchvision"`` (torchvision's ImageNet weights for the
             backbone; downloaded on first use) or a path to a local state dict or checkpoint.
+        keep_pretrained_classifier: also load the pretrained 1000-class ImageNet classifier
+            (ResNets only), as wsolevaluation does for ILSVRC; the data's classes must be the
+            ImageNet classes in torchvision's order (sorted wnids).
     """
     builder = model_builder(name)
     if large_feature_map:
@@ -40,6 +44,8 @@ def create_model(
     else:
         model = builder(num_classes)
     if pretrained in (None, "", "none", False):
+        if keep_pretrained_classifier:
+            raise ValueError("model.keep_pretrained_classifier needs model.pretrained weights")
         return model
     if str(pretrained) == "torchvision":
         if model.torchvision_weights is None:
@@ -52,12 +58,37 @@ def create_model(
         ours = any(k.startswith("backbone.") for k in state)
         rename = (lambda k: k) if ours else model.rename_torchvision_key
     missing = load_backbone_weights(model, state, rename)
+    if keep_pretrained_classifier:
+        load_pretrained_classifier(model, state, name, pretrained)
     if missing:
         warnings.warn(
             f"{len(missing)} backbone weights were not in {pretrained}: {missing[:5]}...",
             stacklevel=2,
         )
     return model
+
+
+def load_pretrained_classifier(model: WSOLModel, state: dict, name: str, source) -> None:
+    """Copy the pretrained ImageNet classifier of ``state`` into ``model.classifier``."""
+    pairs = dict(model.torchvision_classifier_keys)
+    if not pairs:
+        raise ValueError(
+            f"model {name} cannot keep a pretrained classifier (the reference keeps it for "
+            "ResNet-50 on ILSVRC only)"
+        )
+    own = model.state_dict()
+    loaded = {}
+    for theirs, ours in pairs.items():
+        key = theirs if theirs in state else ours  # a torchvision file, or one of ours
+        if key not in state:
+            raise ValueError(f"{source} holds no classifier weight {theirs!r} to keep")
+        if state[key].shape != own[ours].shape:
+            raise ValueError(
+                f"the pretrained classifier has {state[key].shape[0]} classes, the data "
+                f"{own[ours].shape[0]}: keep_pretrained_classifier needs the 1000 ImageNet classes"
+            )
+        loaded[ours] = state[key]
+    model.load_state_dict(loaded, strict=False)
 
 
 __all__ = ["WSOLModel", "create_model", "list_models", "register_model"]

@@ -1,24 +1,36 @@
 """The registered WSOL backbones.
 
-* ``resnet50``: torchvision ResNet-50 with layer4 at stride 1 (14 x 14 features at 224 px), GAP,
-  linear; ``large_feature_map=True`` also sets layer3 to stride 1 (28 x 28), as the reference's
-  option of that name.
+The three reference backbones follow clovaai/wsolevaluation (``wsol/resnet.py``, ``vgg.py``,
+``inception.py``: the ``cam`` architecture type), including which layers learn at the head rate
+(its ``main.py``) and how new layers are initialised:
+
+* ``resnet50``: ResNet-50 with layer4 at stride 1 (14 x 14 features at 224 px), GAP, linear;
+  ``large_feature_map=True`` also sets layer3 to stride 1 (28 x 28). Head rate: layer4 and the
+  classifier. The ImageNet classifier can be kept (``keep_pretrained_classifier``), as the
+  reference does for ILSVRC.
 * ``vgg16``: VGG16-GAP: VGG16's conv layers without the last max-pool (14 x 14 at 224 px;
   ``large_feature_map=True`` drops pool4 too: 28 x 28), a new 3 x 3 conv to 1024 channels + ReLU,
-  GAP, linear (the reference's ``VggCam``).
-* ``inception_v3``: torchvision InceptionV3 up to Mixed_6e (17 x 17 at 299 px), a new 3 x 3 conv
-  to 1024 channels + ReLU, GAP, linear.
-* ``resnet18``: ResNet-18 with layer4 at stride 1: a light GPU/CPU model.
+  GAP, linear (the reference's ``VggCam``). Head rate: everything after the conv layers.
+* ``inception_v3``: the reference's modified InceptionV3: padding 1 on the first conv and the
+  two stem pools (ceil mode), a stride-2 pool after Mixed_5d (left out with
+  ``large_feature_map``), Mixed_6a at stride 1, then up to Mixed_6e (14 x 14 at 224 px, 28 x 28
+  with the large map); head: dropout 0.5, 3 x 3 conv 1024 + ReLU, dropout, 3 x 3 conv 1024 +
+  ReLU, dropout, class map (the reference's 1 x 1 conv, here the linear classifier on the
+  pooled map: the same function). 25,687,976 parameters at 200 classes. Head rate: everything
+  but the Conv2d_* and Mixed_* layers.
+* ``resnet18``: ResNet-18 with layer4 at stride 1 (the ``resnet50`` rules): a light model.
 * ``smallcnn``: six conv layers, for CPU runs on the synthetic set (seconds per epoch).
 """
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tvm
 
 from .registry import register_model
-from .wsol_model import WSOLModel
+from .wsol_model import WSOLModel, init_classifier, init_reference_weights
 
 
 def _stride1(layer: nn.Sequential) -> None:
@@ -30,6 +42,10 @@ def _stride1(layer: nn.Sequential) -> None:
 
 
 class ResNetWSOL(WSOLModel):
+    # wsolevaluation main.py: for resnet, 'layer4.' and 'fc.' learn at lr * lr_classifier_ratio
+    head_prefixes = ("backbone.layer4.", "neck.", "classifier.")
+    torchvision_classifier_keys = (("fc.weight", "classifier.weight"), ("fc.bias", "classifier.bias"))
+
     def __init__(
         self, resnet: tvm.ResNet, num_classes: int, weights: str, large_feature_map: bool = False
     ):
@@ -41,6 +57,7 @@ class ResNetWSOL(WSOLModel):
         self.backbone = resnet
         self.neck = nn.Identity()
         self.classifier = nn.Linear(resnet.layer4[-1].conv1.in_channels, num_classes)
+        init_reference_weights(self, "xavier")  # ResNetCam: initialize_weights(..., 'xavier')
         self.torchvision_weights = weights
 
     def backbone_features(self, x):
@@ -78,8 +95,7 @@ class VGGWSOL(WSOLModel):
             nn.Conv2d(512, 1024, kernel_size=3, padding=1), nn.ReLU(inplace=True)
         )
         self.classifier = nn.Linear(1024, num_classes)
-        nn.init.kaiming_normal_(self.neck[0].weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.neck[0].bias)
+        init_reference_weights(self, "he")  # VggCam: initialize_weights(..., 'he')
         self.torchvision_weights = "VGG16_Weights.IMAGENET1K_V1"
 
     @staticmethod
@@ -92,15 +108,70 @@ def vgg16(num_classes: int, large_feature_map: bool = False) -> WSOLModel:
     return VGGWSOL(num_classes, large_feature_map)
 
 
+class _InceptionTrunk(nn.Module):
+    """InceptionV3 from the input to Mixed_6e, as the reference's ``InceptionCam`` runs it.
+
+    The layers keep torchvision's names and shapes (so its ImageNet weights load by name); what
+    differs from torchvision is padding and stride: Conv2d_1a pads 1, the stem pools pad 1 in
+    ceil mode, Mixed_6a runs at stride 1 (padding 1, its pool too) and a stride-2 pool before it
+    sets the scale (dropped with ``large_feature_map``)."""
+
+    def __init__(self, large_feature_map: bool = False):
+        super().__init__()
+        conv = tvm.inception.BasicConv2d
+        self.large_feature_map = large_feature_map
+        self.Conv2d_1a_3x3 = conv(3, 32, kernel_size=3, stride=2, padding=1)
+        self.Conv2d_2a_3x3 = conv(32, 32, kernel_size=3)
+        self.Conv2d_2b_3x3 = conv(32, 64, kernel_size=3, padding=1)
+        self.Conv2d_3b_1x1 = conv(64, 80, kernel_size=1)
+        self.Conv2d_4a_3x3 = conv(80, 192, kernel_size=3)
+        self.Mixed_5b = tvm.inception.InceptionA(192, pool_features=32)
+        self.Mixed_5c = tvm.inception.InceptionA(256, pool_features=64)
+        self.Mixed_5d = tvm.inception.InceptionA(288, pool_features=64)
+        self.Mixed_6a = _InceptionBStride1(288)
+        self.Mixed_6b = tvm.inception.InceptionC(768, channels_7x7=128)
+        self.Mixed_6c = tvm.inception.InceptionC(768, channels_7x7=160)
+        self.Mixed_6d = tvm.inception.InceptionC(768, channels_7x7=160)
+        self.Mixed_6e = tvm.inception.InceptionC(768, channels_7x7=192)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1, ceil_mode=True)
+        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1, ceil_mode=True)
+        x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))
+        if not self.large_feature_map:
+            x = F.max_pool2d(x, kernel_size=3, stride=2, ceil_mode=True)
+        x = self.Mixed_6a(x)
+        return self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))
+
+
+class _InceptionBStride1(tvm.inception.InceptionB):
+    """torchvision's InceptionB (Mixed_6a) at stride 1 with padding 1 in every spatial branch,
+    as the reference's ``InceptionB(288, kernel_size=3, stride=1, padding=1)``."""
+
+    def __init__(self, in_channels: int):
+        super().__init__(in_channels)
+        for block in (self.branch3x3, self.branch3x3dbl_3):
+            block.conv.stride, block.conv.padding = (1, 1), (1, 1)
+
+    def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        branch3x3 = self.branch3x3(x)
+        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        branch_pool = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+        return [branch3x3, branch3x3dbl, branch_pool]
+
+
 class InceptionWSOL(WSOLModel):
+    # wsolevaluation main.py: for inception, 'Mixed' and 'Conv2d_1..4' learn at lr, the rest
+    # (the new head) at lr * lr_classifier_ratio
+    head_prefixes = ("neck.", "classifier.")
     _LAYERS = (
         "Conv2d_1a_3x3",
         "Conv2d_2a_3x3",
         "Conv2d_2b_3x3",
-        "maxpool1",
         "Conv2d_3b_1x1",
         "Conv2d_4a_3x3",
-        "maxpool2",
         "Mixed_5b",
         "Mixed_5c",
         "Mixed_5d",
@@ -111,25 +182,39 @@ class InceptionWSOL(WSOLModel):
         "Mixed_6e",
     )
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, large_feature_map: bool = False):
         super().__init__()
-        full = tvm.inception_v3(weights=None, aux_logits=False, init_weights=False)
-        self.backbone = nn.Sequential(*[getattr(full, name) for name in self._LAYERS])
+        self.backbone = _InceptionTrunk(large_feature_map)
+        # the reference's SPG_A3_1b / SPG_A3_2b, each after a dropout of 0.5
         self.neck = nn.Sequential(
-            nn.Conv2d(768, 1024, kernel_size=3, padding=1), nn.ReLU(inplace=True)
+            nn.Dropout(0.5),
+            nn.Conv2d(768, 1024, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Conv2d(1024, 1024, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
         )
+        # the dropout before the class map (SPG_A4): it acts on the logits in training only,
+        # never on the CAM (evaluated in eval mode)
+        self.logit_dropout = nn.Dropout(0.5)
         self.classifier = nn.Linear(1024, num_classes)
+        init_reference_weights(self, "xavier")  # InceptionCam: initialize_weights(..., 'xavier')
         self.torchvision_weights = "Inception_V3_Weights.IMAGENET1K_V1"
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.forward_features(x)
+        logits = self.classifier(self.logit_dropout(features).mean(dim=(2, 3)))
+        return logits, features
 
     @classmethod
     def rename_torchvision_key(cls, key):
-        name, _, rest = key.partition(".")
-        return f"backbone.{cls._LAYERS.index(name)}.{rest}" if name in cls._LAYERS else None
+        name, _, _ = key.partition(".")
+        return f"backbone.{key}" if name in cls._LAYERS else None
 
 
 @register_model
-def inception_v3(num_classes: int) -> WSOLModel:
-    return InceptionWSOL(num_classes)
+def inception_v3(num_classes: int, large_feature_map: bool = False) -> WSOLModel:
+    return InceptionWSOL(num_classes, large_feature_map)
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -153,6 +238,7 @@ class SmallCNN(WSOLModel):
         )
         self.neck = nn.Identity()
         self.classifier = nn.Linear(4 * width, num_classes)
+        init_classifier(self.classifier)
 
 
 @register_model

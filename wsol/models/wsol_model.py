@@ -21,8 +21,15 @@ class WSOLModel(nn.Module):
     backbone: nn.Module
     neck: nn.Module
     classifier: nn.Linear
-    #: how torchvision's ImageNet state-dict keys map to ours (None: skip the key)
+    #: the torchvision weights enum member of the backbone (``"ResNet50_Weights.IMAGENET1K_V1"``)
     torchvision_weights: str | None = None
+    #: parameter-name prefixes trained at the head learning rate (``lr * head_lr_mult``); all
+    #: other parameters train at ``lr``. The reference backbones follow wsolevaluation's
+    #: ``main.py`` (``_FEATURE_PARAM_LAYER_PATTERNS``), see each backbone.
+    head_prefixes: tuple[str, ...] = ("neck.", "classifier.")
+    #: torchvision keys of the ImageNet classifier and ours, for ``keep_pretrained_classifier``
+    #: (empty: the backbone's pretrained classifier cannot be kept)
+    torchvision_classifier_keys: tuple[tuple[str, str], ...] = ()
 
     def backbone_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
@@ -44,15 +51,48 @@ class WSOLModel(nn.Module):
         weights = self.classifier.weight[classes].to(features.dtype)  # (B, C)
         return torch.einsum("bc,bchw->bhw", weights, features) / features.shape[1]
 
+    def is_head_parameter(self, name: str) -> bool:
+        return name.startswith(self.head_prefixes)
+
     def head_parameters(self) -> list[nn.Parameter]:
-        return [*self.neck.parameters(), *self.classifier.parameters()]
+        """The parameters trained at ``lr * head_lr_mult`` (see ``head_prefixes``)."""
+        return [p for n, p in self.named_parameters() if self.is_head_parameter(n)]
 
     def backbone_parameters(self) -> list[nn.Parameter]:
-        return list(self.backbone.parameters())
+        """The parameters trained at ``lr``: every parameter that is not a head parameter."""
+        return [p for n, p in self.named_parameters() if not self.is_head_parameter(n)]
 
     @staticmethod
     def rename_torchvision_key(key: str) -> str | None:
         return "backbone." + key
+
+
+def init_classifier(linear: nn.Linear) -> None:
+    """The reference's initialisation of a linear classifier: weights N(0, 0.01), bias 0
+    (wsolevaluation ``wsol/util.py``, ``initialize_weights``)."""
+    nn.init.normal_(linear.weight, 0.0, 0.01)
+    nn.init.zeros_(linear.bias)
+
+
+def init_reference_weights(module: nn.Module, conv_init: str) -> None:
+    """wsolevaluation's ``initialize_weights`` over every submodule: convs ``xavier``
+    (xavier-uniform) or ``he`` (kaiming-normal, fan_out, ReLU) with zero bias, BatchNorm
+    weight 1 / bias 0, linear N(0, 0.01) / 0. Pretrained weights loaded afterwards overwrite it."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            if conv_init == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            elif conv_init == "he":
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                raise ValueError(f"conv_init must be 'xavier' or 'he', not {conv_init!r}")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            init_classifier(m)
 
 
 def load_backbone_weights(
