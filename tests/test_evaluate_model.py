@@ -272,3 +272,39 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     mtime = (tmp_path / "demo" / "runs" / "base_seed0" / "last.pt").stat().st_mtime
     run_demo(tmp_path / "demo", seeds=1, epochs=1, progress=False, spec=spec, val_per_class=3)
     assert (tmp_path / "demo" / "runs" / "base_seed0" / "last.pt").stat().st_mtime == mtime
+
+
+def test_both_protocols_on_the_same_models_and_compare_shows_both(trained_runs, tmp_path, capsys):
+    _, runs = trained_runs
+    evals = []
+    for method, run in runs.items():
+        for protocol in ("wsolevaluation", "cutmix2019"):
+            out = tmp_path / f"{method}_{protocol}"
+            args = ["evaluate", str(run), "--out", str(out), "--quiet", "--workers", "0"]
+            assert main([*args, "--protocol", protocol, "--cam-curve-interval", "0.01"]) == 0
+            evals.append(str(out))
+    paper = json.loads((tmp_path / "base_cutmix2019" / "metrics.json").read_text())
+    assert paper["protocol"]["name"] == "cutmix2019"
+    assert paper["loc"]["fixed_threshold"] == pytest.approx(0.15)
+    assert paper["loc"]["contour_mode"] == "single" and "top1_loc@fixed" in paper["loc"]
+    # a run folder's default output keeps the two protocols apart
+    assert main(["evaluate", str(runs["base"]), "--protocol", "cutmix2019", "--quiet",
+                 "--workers", "0", "--cam-curve-interval", "0.05"]) == 0  # fmt: skip
+    assert (runs["base"] / "eval_test_cutmix2019" / "metrics.json").is_file()
+    # the preset fixes threshold and contours: contradicting flags are refused, with a sentence
+    assert main(["evaluate", str(runs["base"]), "--protocol", "cutmix2019", "--threshold", "0.3",
+                 "--quiet"]) == 2  # fmt: skip
+    assert "fixes the threshold" in capsys.readouterr().err
+    compare = tmp_path / "compare"
+    assert main(["compare", *evals, "--out", str(compare), "--bootstrap", "50"]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(compare / "table.csv")
+    assert sorted(zip(table["method"], table["protocol"])) == [
+        ("base", "cutmix2019"),
+        ("base", "wsolevaluation"),
+        ("cutmix", "cutmix2019"),
+        ("cutmix", "wsolevaluation"),
+    ]
+    assert (table["seeds"] == 1).all()  # the two protocols are never pooled as seeds
+    assert "| protocol |" in (compare / "table.md").read_text()

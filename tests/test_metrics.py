@@ -136,3 +136,34 @@ def test_pxap_union_of_instances(tmp_path):
     acc = MaskAccumulator(gt, Protocol(cam_curve_interval=0.01))
     acc.update(((a | b) / 255.0)[None], ["x"])
     assert acc.compute()["PxAP"] == pytest.approx(100.0)
+
+
+def test_cutmix2019_protocol_fixes_threshold_015_and_the_largest_contour():
+    from wsol.metrics import PROTOCOLS, named_protocol
+
+    # CutMix paper, Appendix B: CAM thresholded at 0.15 of its max, box around the largest
+    # connected component. Image a: the GT object is the small, strong blob; a larger, weaker
+    # (0.5) blob is also above 0.15, so the largest contour misses the object at 0.15 (but all
+    # contours find it, and so does any threshold above 0.5). Image b: the GT object is the
+    # large blob; a faint (0.1) blob stays below 0.15.
+    gt = {"a": _gt([[150, 150, 199, 199]]), "b": _gt([[0, 0, 120, 120]])}
+    a = blob(150, 200, 150, 200) + 0.5 * blob(0, 121, 0, 121)
+    b = blob(0, 121, 0, 121) + 0.1 * blob(150, 220, 150, 220)
+    maps, ids = np.stack([a, b]), ["a", "b"]
+    assert PROTOCOLS["cutmix2019"].fixed_threshold == 0.15
+    paper = LocalizationEvaluator(gt, named_protocol("cutmix2019", cam_curve_interval=0.01))
+    paper.update(maps, ids, top1_correct=[True, True], top5_correct=[True, True])
+    out = paper.compute()
+    assert out["protocol"]["name"] == "cutmix2019" and out["loc"]["contour_mode"] == "single"
+    assert out["loc"]["fixed_threshold"] == pytest.approx(0.15)
+    assert out["loc"]["gt_known_loc@fixed"] == 50.0 and out["loc"]["top1_loc@fixed"] == 50.0
+    assert out["loc"]["gt_known_loc@best"] == 100.0  # above 0.5 only the object is left
+    fair = LocalizationEvaluator(
+        gt, named_protocol("wsolevaluation", cam_curve_interval=0.01, multi_contour=True)
+    )
+    fair.update(maps, ids)
+    out = fair.compute(fixed_threshold=0.15)
+    assert out["protocol"]["name"] == "wsolevaluation" and "fixed_threshold" not in out["protocol"]
+    assert out["loc"]["gt_known_loc@fixed"] == 100.0  # all contours: a's object box is found
+    with pytest.raises(ValueError, match="unknown protocol"):
+        named_protocol("cutmix2020")

@@ -85,3 +85,22 @@ def test_mixup_blends_and_cutout_zeros_a_square():
             )
     with pytest.raises(ValueError, match="unknown method"):
         MixingConfig(method="cutpaste")
+
+
+def test_nonpositive_beta_or_alpha_leaves_the_batch_unmixed():
+    # clovaai/CutMix-PyTorch train.py: `if args.beta > 0 and r < args.cutmix_prob`;
+    # wsolevaluation main.py: `... and self.args.cutmix_beta > 0`; Mixup (mixup-cifar10):
+    # lam = 1 when alpha <= 0
+    images = torch.randn(4, 3, 8, 8)
+    targets = torch.tensor([0, 1, 2, 3])
+    for config in (
+        MixingConfig("cutmix", cutmix_beta=0.0),
+        MixingConfig("cutmix", cutmix_beta=-1.0),
+        MixingConfig("mixup", mixup_alpha=0.0),
+    ):
+        for seed in range(5):
+            batch = mix_batch(images, targets, config, _gen(seed))
+            assert torch.equal(batch.images, images) and batch.lam == 1.0
+            assert torch.equal(batch.targets_b, targets)
+    mixed = mix_batch(images, targets, MixingConfig("cutmix", cutmix_beta=1.0), _gen(0))
+    assert mixed.lam < 1.0  # a positive beta does mix

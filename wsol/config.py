@@ -58,7 +58,9 @@ class OptimConfig:
     weight_decay: float = 1e-4
     nesterov: bool = True  # the reference's SGD (wsolevaluation main.py) uses Nesterov momentum
     scheduler: str = "step"  # step | cosine | none
-    lr_step: int = 15  # step: lr of 1-based epoch e is lr * lr_gamma ** (e // lr_step), as the reference
+    lr_step: int = (
+        15  # step: lr of 1-based epoch e is lr * lr_gamma ** (e // lr_step), as the reference
+    )
     lr_gamma: float = 0.1
     label_smoothing: float = 0.0
 

@@ -338,8 +338,6 @@ def _markdown(wide) -> str:
                 cells.append(f"{mean:.2f}")
         lines.append(
             f"| {row['dataset']} | {row['backbone']} | {row['method']} | {row['cam_method']} | "
-            f"{row['protocol']} | "
-            + " | ".join(cells)
-            + f" | {int(row['seeds'])} |"
+            f"{row['protocol']} | " + " | ".join(cells) + f" | {int(row['seeds'])} |"
         )
     return "\n".join(lines) + "\n"

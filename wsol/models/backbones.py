@@ -44,7 +44,10 @@ def _stride1(layer: nn.Sequential) -> None:
 class ResNetWSOL(WSOLModel):
     # wsolevaluation main.py: for resnet, 'layer4.' and 'fc.' learn at lr * lr_classifier_ratio
     head_prefixes = ("backbone.layer4.", "neck.", "classifier.")
-    torchvision_classifier_keys = (("fc.weight", "classifier.weight"), ("fc.bias", "classifier.bias"))
+    torchvision_classifier_keys = (
+        ("fc.weight", "classifier.weight"),
+        ("fc.bias", "classifier.bias"),
+    )
 
     def __init__(
         self, resnet: tvm.ResNet, num_classes: int, weights: str, large_feature_map: bool = False
