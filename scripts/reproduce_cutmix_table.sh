@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# Reproduce the CutMix WSOL comparison (CutMix paper, Table 9) under the wsolevaluation protocol:
-# VGG16-GAP and ResNet-50, plain CAM training (base) and CutMix, on CUB-200-2011 and ImageNet,
-# several seeds, then one table with `wsol compare`. A GPU job: see docs/reproduce.md.
+# Reproduce the CutMix WSOL comparison two ways (see docs/reproduce.md):
+#  1. wsolevaluation's fair protocol: VGG16-GAP, InceptionV3 and ResNet-50, plain CAM training
+#     (base) and CutMix, on CUB-200-2011 and ImageNet, the last checkpoint evaluated;
+#  2. the CutMix paper's Table 9 as published: its CUB recipes (VGG16-GAP, ResNet-50), evaluated
+#     with --protocol cutmix2019 and with the fair metrics on the same models.
+# Several seeds, then one table with `wsol compare` (a row per method and protocol). A GPU job.
 #
 #   scripts/reproduce_cutmix_table.sh [SEEDS] [GPUS]      e.g. scripts/reproduce_cutmix_table.sh 3 8
 #
-# Environment: CUB=data/CUB_200_2011  IMAGENET=data/ILSVRC  RUNS=runs/paper  OUT=results/paper
-#              SKIP_IMAGENET=1 to do CUB only. Finished runs are kept; killed ones resume.
+# Environment: CUB=data/CUB (images + CUBV2)  CUB_META=data/metadata/CUB
+#              CUB_NATIVE=data/CUB_200_2011  IMAGENET=data/ILSVRC  IMAGENET_META=data/metadata/ILSVRC
+#              RUNS=runs/paper  OUT=results/paper
+#              SKIP_IMAGENET=1 (CUB only), SKIP_PAPER=1 (no CutMix-paper recipes).
+# Finished runs are kept; killed ones resume.
 set -euo pipefail
 SEEDS=${1:-3}
 GPUS=${2:-1}
-CUB=${CUB:-data/CUB_200_2011}
+CUB=${CUB:-data/CUB}
+CUB_META=${CUB_META:-data/metadata/CUB}
+CUB_NATIVE=${CUB_NATIVE:-data/CUB_200_2011}
 IMAGENET=${IMAGENET:-data/ILSVRC}
+IMAGENET_META=${IMAGENET_META:-data/metadata/ILSVRC}
 RUNS=${RUNS:-runs/paper}
 OUT=${OUT:-results/paper}
 
@@ -23,28 +32,46 @@ launch() {  # launch ARGS...: one process, or torchrun with $GPUS processes
   fi
 }
 
-run_one() {  # run_one CONFIG NAME SEED DATA_ROOT
-  local config=$1 name=$2 seed=$3 root=$4 run="$RUNS/$2_seed$3"
+train_one() {  # train_one CONFIG RUN SEED OVERRIDES...
+  local config=$1 run=$2 seed=$3
+  shift 3
   if [ -f "$run/last.pt" ]; then
     launch train --resume --out "$run" --quiet
   else
-    launch train "$config" --out "$run" --quiet seed="$seed" data.root="$root"
+    launch train "$config" --out "$run" --quiet seed="$seed" "$@"
   fi
-  [ -f "$run/eval_test/metrics.json" ] || launch evaluate "$run" --val-threshold --quiet
-  EVALS+=("$run/eval_test")
+}
+
+evaluate_one() {  # evaluate_one RUN PROTOCOL: the last checkpoint, as the reference reports
+  local run=$1 protocol=$2 out="$1/eval_test"
+  [ "$protocol" = wsolevaluation ] || out="$1/eval_test_$protocol"
+  [ -f "$out/metrics.json" ] || launch evaluate "$run" --protocol "$protocol" --out "$out" --quiet
+  EVALS+=("$out")
 }
 
 EVALS=()
-wsol data check "$CUB" --quiet
+wsol data check "$CUB_META" --images "$CUB" --quiet
 for seed in $(seq 0 $((SEEDS - 1))); do
-  for arch in vgg16 resnet50; do
+  for arch in vgg16 inception_v3 resnet50; do
     for method in base cutmix; do
-      run_one "configs/cub_${arch}_${method}.yaml" "cub_${arch}_${method}" "$seed" "$CUB"
+      run="$RUNS/cub_${arch}_${method}_seed$seed"
+      train_one "configs/cub_${arch}_${method}.yaml" "$run" "$seed" data.root="$CUB" data.metadata="$CUB_META"
+      evaluate_one "$run" wsolevaluation
+      if [ -z "${SKIP_IMAGENET:-}" ]; then
+        run="$RUNS/imagenet_${arch}_${method}_seed$seed"
+        train_one "configs/imagenet_${arch}_${method}.yaml" "$run" "$seed" data.root="$IMAGENET" data.metadata="$IMAGENET_META"
+        evaluate_one "$run" wsolevaluation
+      fi
     done
   done
-  if [ -z "${SKIP_IMAGENET:-}" ]; then
-    for method in base cutmix; do
-      run_one "configs/imagenet_resnet50_${method}.yaml" "imagenet_resnet50_${method}" "$seed" "$IMAGENET"
+  if [ -z "${SKIP_PAPER:-}" ]; then
+    for arch in vgg16 resnet50; do
+      for method in base cutmix; do
+        run="$RUNS/cub_${arch}_${method}_paper_seed$seed"
+        train_one "configs/cub_${arch}_${method}_paper.yaml" "$run" "$seed" data.root="$CUB_NATIVE"
+        evaluate_one "$run" cutmix2019
+        evaluate_one "$run" wsolevaluation
+      done
     done
   fi
 done
