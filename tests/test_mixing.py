@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -104,3 +105,89 @@ def test_nonpositive_beta_or_alpha_leaves_the_batch_unmixed():
             assert torch.equal(batch.targets_b, targets)
     mixed = mix_batch(images, targets, MixingConfig("cutmix", cutmix_beta=1.0), _gen(0))
     assert mixed.lam < 1.0  # a positive beta does mix
+
+
+def _reference_box(h, w, lam, cx, cy):
+    """clovaai/CutMix-PyTorch train.py rand_bbox, for a given centre: cut_rat = sqrt(1 - lam),
+    cut_w = int(W * cut_rat), cut_h = int(H * cut_rat), the box (cx +- cut_w // 2, cy +- cut_h
+    // 2) clipped to [0, W] x [0, H] (its x/y names swapped for dims 2/3; the same box)."""
+    cut = np.sqrt(1.0 - lam)
+    cut_w, cut_h = int(w * cut), int(h * cut)
+    return (
+        int(np.clip(cx - cut_w // 2, 0, w)),
+        int(np.clip(cy - cut_h // 2, 0, h)),
+        int(np.clip(cx + cut_w // 2, 0, w)),
+        int(np.clip(cy + cut_h // 2, 0, h)),
+    )
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (17, 45), (224, 224)])
+def test_rand_box_is_the_references_box(h, w):
+    for seed in range(100):
+        lam = float(torch.rand((), generator=_gen(1000 + seed)))
+        box = rand_box(h, w, lam, _gen(seed))
+        g = _gen(seed)  # the centre is drawn x first, then y
+        cx, cy = int(torch.randint(w, (), generator=g)), int(torch.randint(h, (), generator=g))
+        assert box == _reference_box(h, w, lam, cx, cy), (seed, lam)
+
+
+def test_lambda_is_beta_distributed_and_defaults_are_the_references():
+    from wsol.mixing import _beta
+
+    # Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1))
+    for a in (1.0, 0.2, 4.0):
+        g = _gen(11)
+        draws = np.array([_beta(a, g) for _ in range(4000)])
+        assert draws.min() >= 0 and draws.max() <= 1
+        assert draws.mean() == pytest.approx(0.5, abs=0.02)
+        assert draws.var() == pytest.approx(1 / (4 * (2 * a + 1)), rel=0.1)
+    images, targets = torch.randn(4, 3, 16, 16), torch.arange(4)
+    # config.py / train.py defaults: beta 1.0 (CutMix), alpha 1.0 (Mixup)
+    a, b = cutmix(images, targets, generator=_gen(2)), cutmix(images, targets, 1.0, _gen(2))
+    assert a.lam == b.lam and torch.equal(a.images, b.images)
+    a, b = mixup(images, targets, generator=_gen(2)), mixup(images, targets, 1.0, _gen(2))
+    assert a.lam == b.lam and torch.equal(a.images, b.images)
+    assert MixingConfig() == MixingConfig("base", 1.0, 1.0, 1.0, 0.5)
+
+
+def test_cutmix_probability_draws_from_the_generator():
+    images, targets = torch.randn(4, 3, 8, 8), torch.arange(4)
+    half = MixingConfig("cutmix", cutmix_prob=0.5)
+    runs = [[mix_batch(images, targets, half, _gen(s)).lam for s in range(40)] for _ in range(2)]
+    assert runs[0] == runs[1]  # reproducible under a seed
+    mixed = sum(lam < 1.0 for lam in runs[0])
+    assert 8 <= mixed <= 32  # about half the batches
+
+
+def test_mix_batch_applies_each_method():
+    images, targets = torch.rand(4, 3, 8, 8), torch.tensor([3, 1, 2, 0])
+    for method in ("mixup", "cutmix"):
+        batch = mix_batch(images, targets, MixingConfig(method), _gen(4))
+        assert batch.lam < 1.0 and not torch.equal(batch.images, images)
+        assert torch.equal(batch.targets_a, targets)
+    mixed = mix_batch(images, targets, MixingConfig("mixup"), _gen(4))
+    assert torch.equal(mixed.images, mixup(images, targets, 1.0, _gen(4)).images)
+    cut = mix_batch(images, targets, MixingConfig("cutout", cutout_size=4), _gen(5))
+    assert cut.lam == 1.0 and torch.equal(cut.targets_b, targets)
+    assert torch.equal(cut.images, cutout(images, 4, _gen(5)))
+    base = mix_batch(images, targets, MixingConfig("base"), _gen(6))
+    assert base.lam == 1.0 and base.images is images
+    with pytest.raises(ValueError, match="unknown method 'cutpaste': base, cutmix, mixup or cutout"):
+        MixingConfig(method="cutpaste")
+
+
+@pytest.mark.parametrize("h,w,size,side", [(20, 30, 6, 6), (20, 50, 0.5, 10), (9, 9, 4, 4)])
+def test_cutout_zeros_exactly_the_drawn_square(h, w, size, side):
+    # DeVries & Taylor 2017: a square of the given side at a uniform centre, clipped to the image
+    images = torch.rand(32, 3, h, w) + 0.5  # no zero pixel before
+    out = cutout(images, size=size, generator=_gen(7))
+    g = _gen(7)
+    cy, cx = torch.randint(h, (32,), generator=g), torch.randint(w, (32,), generator=g)
+    for k in range(32):
+        y0, x0 = int(cy[k]) - side // 2, int(cx[k]) - side // 2
+        hole = torch.zeros(h, w, dtype=torch.bool)
+        hole[max(y0, 0) : max(y0 + side, 0), max(x0, 0) : max(x0 + side, 0)] = True
+        assert torch.equal(out[k, 0] == 0, hole), k
+        assert torch.equal(out[k][:, ~hole], images[k][:, ~hole])  # the rest untouched
+        assert (out[k][:, hole] == 0).all()
+    assert out.dtype == images.dtype and out.shape == images.shape
