@@ -82,7 +82,7 @@ def run_demo(
     from .evaluate import evaluate_checkpoint
     from .gallery import build_gallery
     from .report import compare_runs
-    from .train import train
+    from .train import load_checkpoint, train
 
     out = Path(out)
     start = time.time()
@@ -96,7 +96,7 @@ def run_demo(
         for method in METHODS:
             run = out / "runs" / f"{method}_seed{seed}"
             cfg = demo_config(data, method, seed, epochs, val_per_class)
-            done = (run / "last.pt").is_file() and torch.load(run / "last.pt", weights_only=False)[
+            done = (run / "last.pt").is_file() and load_checkpoint(run / "last.pt")[
                 "epoch"
             ] + 1 >= cfg.epochs
             if not done:

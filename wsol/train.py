@@ -34,6 +34,7 @@ from .data.splits import NoValSplit, load_split, val_is_test, val_source
 from .mixing import MixingConfig, mix_batch, mixed_loss
 from .models import create_model
 from .report import atomic_write_text, write_csv
+from .serialization import load_plain
 
 LOG_COLUMNS = (
     "epoch",
@@ -163,6 +164,15 @@ def train_step(
     return loss.detach(), correct
 
 
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A wsol checkpoint, read with ``weights_only=True`` (:func:`wsol.serialization.load_plain`:
+    never code); anything else is refused with a sentence naming the file."""
+    ckpt = load_plain(path, map_location, "checkpoint")
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise ValueError(f"{path} is not a wsol checkpoint (no model and config in it)")
+    return ckpt
+
+
 def atomic_save(obj, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename over ``path``."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -171,9 +181,12 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def _rng_state() -> dict:
+    """Every RNG's state as plain data (ints, lists, tensors), so that checkpoints load with
+    ``weights_only=True``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),  # noqa: NPY002
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -183,7 +196,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -258,7 +272,7 @@ def train(
         ckpt_path = out / "last.pt"
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: {ckpt_path} does not exist")
-        ckpt = torch.load(ckpt_path, map_location=d.device, weights_only=False)
+        ckpt = load_checkpoint(ckpt_path, map_location=d.device)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -463,9 +477,7 @@ def checkpoint_path(path: str | Path, which: str = "last") -> Path:
     if path.is_dir():
         file = path / f"{which}.pt"
         if which == "best" and not file.is_file() and (path / "last.pt").is_file():
-            splits = torch.load(path / "last.pt", map_location="cpu", weights_only=False).get(
-                "splits", {}
-            )
+            splits = load_checkpoint(path / "last.pt").get("splits", {})
             if splits.get("val_is_test"):
                 raise ValueError(
                     f"{path}: --checkpoint best is refused: this run's val split is its test "
@@ -487,7 +499,7 @@ def load_checkpoint_model(
 ):
     """(model, config dict, checkpoint) from a run folder (its ``which``.pt) or a .pt file."""
     path = checkpoint_path(path, which)
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path)
     ckpt["path"] = str(path)
     cfg = ckpt["config"]
     model = create_model(

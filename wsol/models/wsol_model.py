@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..serialization import load_plain
+
 
 class WSOLModel(nn.Module):
     """A classifier whose logits are a linear map of the global average of a feature map.
@@ -123,10 +125,7 @@ def load_backbone_weights(
 def read_state_dict(path: str | Path) -> dict:
     """A state dict from a local file: a plain state dict, or a checkpoint holding one under
     ``model`` or ``state_dict``; ``module.`` (DDP) prefixes are removed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights {path} do not exist")
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    data = load_plain(path, "cpu", "pretrained weights")
     for key in ("model", "state_dict"):
         if isinstance(data, dict) and key in data and isinstance(data[key], dict):
             data = data[key]
