@@ -165,3 +165,18 @@ def test_fast_path_equals_reference_on_smooth_224_cams():
         fast = threshold_ious(to_uint8(maps), gts, grid, multi)
         ref = np.stack([threshold_ious_reference(m, g, grid, multi) for m, g in zip(maps, gts)])
         np.testing.assert_array_equal(fast, ref)
+
+
+@pytest.mark.parametrize("count", [127, 128, 129, 300, 513])
+def test_resize_cams_handles_any_batch_size(count):
+    # OpenCV 5 resizes at most 128 channels per call (4.x: 512); batches above that must work
+    # and give each CAM exactly what resizing it alone gives
+    from wsol.localize import resize_cams
+
+    rng = np.random.default_rng(count)
+    cams = rng.random((count, 7, 7))
+    out = resize_cams(cams, (224, 224))
+    assert out.shape == (count, 224, 224)
+    for k in (0, count // 2, count - 1):
+        alone = cv2.resize(cams[k], (224, 224), interpolation=cv2.INTER_CUBIC)
+        np.testing.assert_array_equal(out[k], alone)

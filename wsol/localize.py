@@ -40,6 +40,10 @@ _INTERPOLATION = {
 }
 
 
+#: CAMs of one shape resized per ``cv2.resize`` call (OpenCV 5's limit on channels)
+RESIZE_CHANNELS = 128
+
+
 class InvalidCAMError(ValueError):
     """A CAM that cannot be evaluated (NaN, inf, wrong shape); the message names the image."""
 
@@ -78,8 +82,9 @@ def resize_cams(
     """Resize CAMs to ``size`` = (width, height) with OpenCV in float64: (N, H, W) float64.
 
     CAMs already of that size are copied unchanged. CAMs of one shape are resized together as
-    the channels of one image (OpenCV handles up to 512 channels per call), which gives the same
-    values as resizing each alone and saves a Python-level loop per image.
+    the channels of one image, which gives the same values as resizing each alone and saves a
+    Python-level loop per image; at most ``RESIZE_CHANNELS`` at a time (OpenCV 5 takes 128
+    channels per call, 4.x 512).
     """
     w, h = size
     out = np.empty((len(cams), h, w), dtype=np.float64)
@@ -92,12 +97,12 @@ def resize_cams(
         if shape == (h, w):
             out[index] = np.moveaxis(stack, -1, 0)
             continue
-        for start in range(0, len(index), 512):
-            part = stack[..., start : start + 512]
+        for start in range(0, len(index), RESIZE_CHANNELS):
+            part = stack[..., start : start + RESIZE_CHANNELS]
             resized = cv2.resize(part, (w, h), interpolation=flag)
             if resized.ndim == 2:
                 resized = resized[..., None]
-            out[index[start : start + 512]] = np.moveaxis(resized, -1, 0)
+            out[index[start : start + RESIZE_CHANNELS]] = np.moveaxis(resized, -1, 0)
     return out
 
 
