@@ -7,6 +7,8 @@ evaluated from its folder alone.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import yaml
 
 from .mixing import MixingConfig
+from .models import list_models
 
 
 @dataclass
@@ -78,26 +81,130 @@ class TrainConfig:
     seed: int = 0
     amp: str = "bf16"  # bf16 | fp16 | none (GPU only; the CPU always runs float32)
     device: str = "auto"  # auto | cpu | cuda
-    select_metric: str = "auto"  # metric on val that picks best.pt: auto | MaxBoxAccV2 | top1_acc
+    select_metric: str = "auto"  # metric on val that picks best.pt (SELECT_METRICS)
     eval_every: int = 1  # epochs between val evaluations
     cam_curve_interval: float = 0.01  # threshold grid of the per-epoch val localization
     max_steps_per_epoch: int = 0  # 0: whole epoch (a cap is for smoke tests and benchmarks)
 
 
-def _from_dict(cls, data: dict, where: str):
+class ConfigError(ValueError):
+    """A config with unknown keys or bad values: one line per problem, each naming the key."""
+
+
+def _coerce(value: Any, hint: Any, key: str) -> tuple[Any, str | None]:
+    """``value`` as the field's type (``1e-4`` from YAML is a string: it becomes a float), or
+    an error line."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        return (None, None) if type(None) in options else (value, f"{key}: must not be empty")
+    kind = next(t for t in options if t is not type(None))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value, None
+        return value, f"{key}: expected true or false, got {value!r}"
+    if kind in (int, float):
+        if isinstance(value, bool):
+            return value, f"{key}: expected a number, got {value!r}"
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                what = "a whole number" if kind is int else "a number"
+                return value, f"{key}: expected {what}, got {value!r}"
+        if not isinstance(value, (int, float)) or value != value:
+            return value, f"{key}: expected a number, got {value!r}"
+        if kind is int:
+            if float(value) != int(value):
+                return value, f"{key}: expected a whole number, got {value!r}"
+            return int(value), None
+        return float(value), None
+    if kind is str:
+        if isinstance(value, (dict, list)):
+            return value, f"{key}: expected a string, got {value!r}"
+        return str(value), None
+    return value, None
+
+
+def _from_dict(cls, data: dict, where: str, errors: list[str]):
     known = {f.name: f for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in (data or {}).items():
+        name = f"{where}.{key}" if where else str(key)
         if key not in known:
-            raise ValueError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+            errors.append(f"{name}: unknown key {key!r} (known here: {', '.join(known)})")
+            continue
         f = known[key]
         sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
         if sub is not None and dataclasses.is_dataclass(sub):
             if not isinstance(value, dict):
-                raise ValueError(f"{where}: {key} must be a mapping")
-            value = _from_dict(sub, value, f"{where}.{key}")
-        kwargs[key] = value
-    return cls(**kwargs)
+                errors.append(f"{name}: must be a section (key: value lines)")
+                continue
+            kwargs[key] = _from_dict(sub, value, name, errors)
+            continue
+        value, error = _coerce(value, hints[key], name)
+        if error:
+            errors.append(error)
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # a section's own check (e.g. MixingConfig's method names)
+        errors.append(f"{where}: {err}")
+        return None
+
+
+SELECT_METRICS = ("auto", "MaxBoxAccV2", "MaxBoxAcc", "PxAP", "top1_acc", "top5_acc")
+
+#: (key, check, what it must be): the values a run can use
+_CHECKS = (
+    (
+        "data.format",
+        lambda c: c.data.format in ("cub", "wsol", "imagenet"),
+        "cub, wsol or imagenet",
+    ),
+    ("data.val_per_class", lambda c: c.data.val_per_class >= 0, ">= 0"),
+    ("data.crop_size", lambda c: c.data.crop_size >= 1, ">= 1"),
+    ("data.resize_size", lambda c: c.data.resize_size >= c.data.crop_size, ">= data.crop_size"),
+    ("data.workers", lambda c: c.data.workers >= 0, ">= 0"),
+    ("optim.lr", lambda c: c.optim.lr > 0, "> 0"),
+    ("optim.head_lr_mult", lambda c: c.optim.head_lr_mult > 0, "> 0"),
+    ("optim.momentum", lambda c: 0 <= c.optim.momentum < 1, "in [0, 1)"),
+    ("optim.weight_decay", lambda c: c.optim.weight_decay >= 0, ">= 0"),
+    (
+        "optim.scheduler",
+        lambda c: c.optim.scheduler in ("step", "cosine", "none"),
+        "step, cosine or none",
+    ),
+    ("optim.lr_step", lambda c: c.optim.lr_step >= 1, ">= 1"),
+    ("optim.lr_gamma", lambda c: c.optim.lr_gamma > 0, "> 0"),
+    ("optim.label_smoothing", lambda c: 0 <= c.optim.label_smoothing < 1, "in [0, 1)"),
+    ("method.cutmix_prob", lambda c: 0 <= c.method.cutmix_prob <= 1, "in [0, 1]"),
+    ("method.cutout_size", lambda c: c.method.cutout_size > 0, "> 0"),
+    ("epochs", lambda c: c.epochs >= 1, ">= 1"),
+    ("batch_size", lambda c: c.batch_size >= 1, ">= 1"),
+    ("amp", lambda c: c.amp in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
+    ("device", lambda c: c.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+    ("select_metric", lambda c: c.select_metric in SELECT_METRICS, " | ".join(SELECT_METRICS)),
+    ("eval_every", lambda c: c.eval_every >= 1, ">= 1"),
+    ("cam_curve_interval", lambda c: 0 < c.cam_curve_interval < 1, "in (0, 1)"),
+    ("max_steps_per_epoch", lambda c: c.max_steps_per_epoch >= 0, ">= 0"),
+)
+
+
+def check_config(cfg: TrainConfig) -> list[str]:
+    """One line per value a run cannot use (types are checked when the config is read)."""
+    errors = []
+    for key, ok, must in _CHECKS:
+        if not ok(cfg):
+            section, _, name = key.rpartition(".")
+            value = getattr(getattr(cfg, section) if section else cfg, name)
+            errors.append(f"{key}: must be {must}, not {value!r}")
+    if cfg.model.name not in list_models():
+        errors.append(
+            f"model.name: unknown model {cfg.model.name!r} (known: {', '.join(list_models())})"
+        )
+    return errors
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -106,20 +213,31 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise ValueError(f"override {dotted}: {key} is not a section")
+            raise ConfigError(f"override {dotted}: {key} is not a section")
     node[keys[-1]] = value
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
+    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML).
+
+    Every key and value is checked before any work starts; :class:`ConfigError` lists every
+    problem, one line each."""
     data: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config {path} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{where}: not valid YAML ({problem})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config must be a mapping")
+            raise ConfigError(f"{path}: a config must be a mapping of keys to values")
     return config_from_dict(data, overrides, str(path or "config"))
 
 
@@ -132,10 +250,22 @@ def config_from_dict(
     data = copy.deepcopy(data)
     for item in overrides or []:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value (e.g. optim.lr=0.01)")
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=0.01)")
         key, _, raw = item.partition("=")
-        _set_dotted(data, key.strip(), yaml.safe_load(raw))
-    return _from_dict(TrainConfig, data, where)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw  # a plain string, e.g. a path with a colon
+        _set_dotted(data, key.strip(), value)
+    errors: list[str] = []
+    cfg = _from_dict(TrainConfig, data, "", errors)
+    sections = (cfg.data, cfg.model, cfg.method, cfg.optim) if cfg is not None else (None,)
+    if all(section is not None for section in sections):
+        errors += check_config(cfg)  # keys with a type error kept their (valid) defaults
+    if errors:
+        lines = "\n  ".join(errors)
+        raise ConfigError(f"{where}: {len(errors)} problem(s):\n  {lines}")
+    return cfg
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:

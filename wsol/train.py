@@ -71,6 +71,11 @@ def setup_distributed(device: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device cuda: PyTorch sees no GPU here (torch.cuda.is_available() is False); "
+            "use device=cpu or device=auto"
+        )
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank)
@@ -215,6 +220,17 @@ def _read_log(path: Path, upto_epoch: int) -> list[dict]:
         return [row for row in csv.DictReader(f) if int(row["epoch"]) <= upto_epoch]
 
 
+def _check_select_metric(cfg: TrainConfig, val_split) -> None:
+    """Fail before any work if ``select_metric`` cannot be measured on the val split."""
+    metric = cfg.select_metric
+    if val_split is None or metric in ("auto", "top1_acc", "top5_acc"):
+        return
+    if metric in ("MaxBoxAccV2", "MaxBoxAcc") and not val_split.has_boxes:
+        raise ValueError(f"select_metric {metric} needs boxes, and the val split has none")
+    if metric == "PxAP" and not val_split.has_masks:
+        raise ValueError("select_metric PxAP needs masks, and the val split has none")
+
+
 def _select_score(cfg: TrainConfig, val: dict | None) -> tuple[str, float] | None:
     if val is None:
         return None
@@ -246,6 +262,7 @@ def train(
     if not train_split.records:
         raise ValueError(f"the train split of {cfg.data.root} is empty")
     num_classes = train_split.num_classes
+    _check_select_metric(cfg, val_split)
     splits = split_record(cfg, train_split, val_split)
     if d.main and progress:
         tqdm.write(f"train: {splits['train_images']} images | val: {splits['val']}")
