@@ -44,3 +44,12 @@ def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     make_synthetic(root, SynthSpec(classes=4, train=24, test=12, size=48, seed=3), progress=False)
     return root
+
+
+def free_port() -> int:
+    """A TCP port that is free on this machine now (for torchrun's rendezvous in tests)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

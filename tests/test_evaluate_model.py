@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import free_port
 
 from wsol.cli import main
 from wsol.config import load_config
@@ -197,7 +198,7 @@ def test_ddp_evaluation_equals_single_process(trained_runs, tmp_path):
         == 0
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519", "-m", "wsol.cli",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "wsol.cli",
            "evaluate", str(runs["base"]), "--out", str(tmp_path / "ddp"), "--quiet", "--workers", "0",
            "--cam-curve-interval", "0.01", "--device", "cpu"]  # fmt: skip
     subprocess.run(cmd, check=True, env=env, timeout=300)

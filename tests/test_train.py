@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 from wsol.config import load_config
 from wsol.train import train
@@ -144,7 +145,7 @@ def test_two_process_gloo_torchrun(tiny_synth, tmp_path):
     cfg_file.write_text("{}\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
         "-m", "wsol.cli", "train", str(cfg_file), "--out", str(run), "--quiet",
         *_overrides(tiny_synth, epochs=1),
     ]  # fmt: skip
@@ -204,3 +205,37 @@ def dataclasses_missing():
     import dataclasses
 
     return dataclasses.MISSING
+
+
+def test_a_run_folder_in_use_is_refused_with_the_holders_pid(tiny_synth, tmp_path):
+    from wsol.train import Dist, RunLock
+
+    run = tmp_path / "run"
+    cfg = load_config(None, _overrides(tiny_synth, epochs=1))
+    with RunLock(run, Dist()):  # another training holds the folder
+        with pytest.raises(FileExistsError, match=f"in use by pid {os.getpid()} on"):
+            train(cfg, run, progress=False)
+    assert not (run / "last.pt").exists()
+    train(cfg, run, progress=False)  # the lock went with its holder
+    assert (run / "last.pt").is_file()
+
+
+def test_resume_repairs_a_stale_best_and_removes_temporaries(tiny_synth, tmp_path):
+    from wsol.evaluate import evaluate_checkpoint
+
+    run = tmp_path / "run"
+    cfg = load_config(None, _overrides(tiny_synth, epochs=2))
+    train(cfg, run, progress=False)
+    last = torch.load(run / "last.pt", weights_only=True)
+    # a kill between writing last.pt (which records its own epoch as the best) and best.pt
+    last["best"] = {"metric": "MaxBoxAccV2", "value": 101.0, "epoch": last["epoch"] + 1}
+    torch.save(last, run / "last.pt")
+    stale = dict(last, epoch=0)
+    torch.save(stale, run / "best.pt")
+    (run / ".last.pt.tmp4242").write_bytes(b"partial")
+    with pytest.raises(ValueError, match="holds epoch 1, but the best epoch was 2"):
+        evaluate_checkpoint(run, tmp_path / "e", checkpoint="best", progress=False)
+    train(cfg, run, resume=True, progress=False)
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == last["epoch"]
+    assert not list(run.glob(".*tmp*"))
+    evaluate_checkpoint(run, tmp_path / "e", checkpoint="best", progress=False, echo=False)

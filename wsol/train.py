@@ -16,6 +16,7 @@ import csv
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,77 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
+class RunLock:
+    """An exclusive lock on a run folder (``RUN/.lock``, ``fcntl.flock``) for as long as a
+    training writes into it; a second training into the same folder stops with the holder's pid.
+    The lock dies with its process, so a killed run leaves nothing to clean up. Under
+    torch.distributed, rank 0 takes it and every rank learns the outcome."""
+
+    def __init__(self, out: Path, d: Dist):
+        self.out, self.d, self.file = Path(out), d, None
+
+    def __enter__(self) -> RunLock:
+        error = None
+        if self.d.main:
+            error = self._acquire()
+        if self.d.world > 1:
+            box = [error]
+            dist.broadcast_object_list(box, src=0)
+            error = box[0]
+        if error:
+            raise FileExistsError(error)
+        return self
+
+    def _acquire(self) -> str | None:
+        import fcntl
+        import socket
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.out / ".lock", "a+")  # noqa: SIM115 - held until __exit__
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            self.file = None
+            return (
+                f"run folder {self.out} is in use by {holder}: wait for it to finish, or "
+                "choose another --out"
+            )
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        self.file.flush()
+        return None
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()  # closing releases the flock
+            self.file = None
+
+
+def clean_temporaries(out: Path) -> None:
+    """Remove the temporary files that a killed checkpoint write leaves (``.last.pt.tmp*``);
+    called with the run folder locked, so no other process is writing them."""
+    for tmp in Path(out).glob(".*.pt.tmp*"):
+        tmp.unlink(missing_ok=True)
+
+
+def repair_best(out: Path, ckpt: dict) -> None:
+    """Make best.pt agree with last.pt after a kill between their writes: when last.pt says
+    that its own epoch is the best, best.pt must hold that epoch too."""
+    best = ckpt.get("best")
+    if not best or best["epoch"] != ckpt["epoch"] + 1:
+        return
+    path = out / "best.pt"
+    if path.is_file() and load_checkpoint(path).get("epoch") == ckpt["epoch"]:
+        return
+    tmp = out / f".best.pt.tmp{os.getpid()}"
+    shutil.copyfile(out / "last.pt", tmp)
+    os.replace(tmp, path)
+
+
 def atomic_save(obj, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename over ``path``."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -284,191 +356,197 @@ def train(
     dtype = amp_dtype(cfg, d.device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
 
-    start_epoch, best = 0, None
-    if resume:
-        ckpt_path = out / "last.pt"
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume: {ckpt_path} does not exist")
-        ckpt = load_checkpoint(ckpt_path, map_location=d.device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, best = ckpt["epoch"] + 1, ckpt.get("best")
-        _set_rng_state(ckpt["rng"])
-    elif (out / "last.pt").exists():  # every rank stops, none waits for the others
-        raise FileExistsError(
-            f"{out} already holds a run; pass --resume to continue it or choose another --out"
-        )
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        atomic_write_text(out / "splits.yaml", yaml.safe_dump(splits, sort_keys=False))
-    log_rows = _read_log(out / "log.csv", start_epoch) if d.main else []
-
-    train_model = model
-    if d.world > 1:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[d.local_rank] if d.device.type == "cuda" else None
-        )
-    dataset = RecordDataset(
-        train_split,
-        train_transform(cfg.data.resize_size, cfg.data.crop_size),
-        cfg.data.skip_bad_images,
-    )
-
-    row: dict = {}
-    for epoch in range(start_epoch, cfg.epochs):
-        seed = epoch_seed(cfg.seed, epoch, d.rank)
-        seed_everything(seed)
-        if d.world > 1:
-            sampler = DistributedSampler(
-                dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed
+    with RunLock(out, d):
+        clean_temporaries(out)
+        start_epoch, best = 0, None
+        if resume:
+            ckpt_path = out / "last.pt"
+            if not ckpt_path.is_file():
+                raise FileNotFoundError(f"--resume: {ckpt_path} does not exist")
+            ckpt = load_checkpoint(ckpt_path, map_location=d.device)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            if scaler is not None and ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+            start_epoch, best = ckpt["epoch"] + 1, ckpt.get("best")
+            _set_rng_state(ckpt["rng"])
+            if d.main:
+                repair_best(out, ckpt)
+        elif (out / "last.pt").exists():  # every rank stops, none waits for the others
+            raise FileExistsError(
+                f"{out} already holds a run; pass --resume to continue it or choose another --out"
             )
-            sampler.set_epoch(epoch)
-        else:
-            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-        loader = DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            sampler=sampler,
-            num_workers=cfg.data.workers,
-            collate_fn=collate_skipping,
-            pin_memory=d.device.type == "cuda",
-            drop_last=False,  # as the reference's DataLoader: the last, smaller batch trains too
-            persistent_workers=False,
-        )
-        mixing_gen = torch.Generator().manual_seed(seed)
-        train_model.train()
-        steps = (
-            len(loader)
-            if cfg.max_steps_per_epoch <= 0
-            else min(len(loader), cfg.max_steps_per_epoch)
-        )
-        loss_sum = torch.zeros((), device=d.device)
-        correct_sum = torch.zeros((), device=d.device, dtype=torch.long)
-        seen = skipped = 0
-        t0 = time.perf_counter()
-        bar = tqdm(
-            total=steps,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            disable=not (progress and d.main),
-        )
-        for step, (images, targets, _, n_skipped) in enumerate(loader):
-            if step >= steps:
-                break
-            skipped += n_skipped
-            if images is None:
-                continue
-            images = images.to(d.device, non_blocking=True, memory_format=memory_format)
-            targets = targets.to(d.device, non_blocking=True)
-            loss, correct = train_step(
-                train_model,
-                images,
-                targets,
-                optimizer,
-                cfg.method,
-                mixing_gen,
-                scaler,
-                dtype,
-                cfg.optim.label_smoothing,
-            )
-            loss_sum += loss * len(targets)
-            correct_sum += correct
-            seen += len(targets)
-            if d.main and (step % 10 == 0 or step == steps - 1):
-                rate = seen * d.world / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.3f}", img_s=f"{rate:.0f}")
-            bar.update()
-        bar.close()
-        elapsed = time.perf_counter() - t0
-        totals = torch.tensor(
-            [loss_sum.item(), correct_sum.item(), seen, skipped], dtype=torch.float64
-        )
-        if d.world > 1:
-            totals = totals.to(d.device)
-            dist.all_reduce(totals)
-            totals = totals.cpu()
-        loss_total, correct_total, seen_total, skipped_total = totals.tolist()
-        if not math.isfinite(loss_total):
-            raise FloatingPointError(
-                f"epoch {epoch + 1}: the training loss is not finite; lower optim.lr"
-            )
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-
-        val = None
-        if val_split is not None and (
-            (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs
-        ):
-            from .evaluate import evaluate_model
-            from .metrics import Protocol
-
-            val = evaluate_model(
-                model,
-                val_split,
-                Protocol(cam_curve_interval=cfg.cam_curve_interval),
-                device=d.device,
-                crop_size=cfg.data.crop_size,
-                batch_size=cfg.batch_size,
-                workers=cfg.data.workers,
-                amp_dtype=dtype,
-                per_image=False,
-                progress=False,
-            )
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": loss_total / max(seen_total, 1),
-            "train_acc": 100.0 * correct_total / max(seen_total, 1),
-            "train_images": int(seen_total),
-            "lr": lr,
-            "images_per_s": seen_total / max(elapsed, 1e-9),
-            "skipped_images": int(skipped_total),
-            "val_top1_acc": val["classification"]["top1_acc"] if val else "",
-            "val_MaxBoxAcc": val.get("MaxBoxAcc", "") if val else "",
-            "val_MaxBoxAccV2": val.get("MaxBoxAccV2", "") if val else "",
-            "val_PxAP": val.get("PxAP", "") if val else "",
-            "seconds": elapsed,
-        }
-        score = None if splits["val_is_test"] else _select_score(cfg, val)
-        is_best = score is not None and (best is None or score[1] > best["value"])
-        if is_best:
-            best = {"metric": score[0], "value": score[1], "epoch": epoch + 1}
         if d.main:
-            log_rows.append(row)
-            write_csv(
-                out / "log.csv", log_rows, list(LOG_COLUMNS)
-            )  # the log first: a resume drops rows past last.pt
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "epoch": epoch,
-                "best": best,
-                "rng": _rng_state(),
-                "config": config_to_dict(cfg),
-                "num_classes": num_classes,
-                "class_names": train_split.class_names,
-                "splits": splits,
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, out / "config.yaml")
+            atomic_write_text(out / "splits.yaml", yaml.safe_dump(splits, sort_keys=False))
+        log_rows = _read_log(out / "log.csv", start_epoch) if d.main else []
+
+        train_model = model
+        if d.world > 1:
+            train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[d.local_rank] if d.device.type == "cuda" else None
+            )
+        dataset = RecordDataset(
+            train_split,
+            train_transform(cfg.data.resize_size, cfg.data.crop_size),
+            cfg.data.skip_bad_images,
+        )
+
+        row: dict = {}
+        for epoch in range(start_epoch, cfg.epochs):
+            seed = epoch_seed(cfg.seed, epoch, d.rank)
+            seed_everything(seed)
+            if d.world > 1:
+                sampler = DistributedSampler(
+                    dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed
+                )
+                sampler.set_epoch(epoch)
+            else:
+                sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+            loader = DataLoader(
+                dataset,
+                batch_size=cfg.batch_size,
+                sampler=sampler,
+                num_workers=cfg.data.workers,
+                collate_fn=collate_skipping,
+                pin_memory=d.device.type == "cuda",
+                drop_last=False,  # as the reference's DataLoader: the last, smaller batch trains too
+                persistent_workers=False,
+            )
+            mixing_gen = torch.Generator().manual_seed(seed)
+            train_model.train()
+            steps = (
+                len(loader)
+                if cfg.max_steps_per_epoch <= 0
+                else min(len(loader), cfg.max_steps_per_epoch)
+            )
+            loss_sum = torch.zeros((), device=d.device)
+            correct_sum = torch.zeros((), device=d.device, dtype=torch.long)
+            seen = skipped = 0
+            t0 = time.perf_counter()
+            bar = tqdm(
+                total=steps,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                unit="batch",
+                disable=not (progress and d.main),
+            )
+            for step, (images, targets, _, n_skipped) in enumerate(loader):
+                if step >= steps:
+                    break
+                skipped += n_skipped
+                if images is None:
+                    continue
+                images = images.to(d.device, non_blocking=True, memory_format=memory_format)
+                targets = targets.to(d.device, non_blocking=True)
+                loss, correct = train_step(
+                    train_model,
+                    images,
+                    targets,
+                    optimizer,
+                    cfg.method,
+                    mixing_gen,
+                    scaler,
+                    dtype,
+                    cfg.optim.label_smoothing,
+                )
+                loss_sum += loss * len(targets)
+                correct_sum += correct
+                seen += len(targets)
+                if d.main and (step % 10 == 0 or step == steps - 1):
+                    rate = seen * d.world / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix(
+                        loss=f"{loss_sum.item() / max(seen, 1):.3f}", img_s=f"{rate:.0f}"
+                    )
+                bar.update()
+            bar.close()
+            elapsed = time.perf_counter() - t0
+            totals = torch.tensor(
+                [loss_sum.item(), correct_sum.item(), seen, skipped], dtype=torch.float64
+            )
+            if d.world > 1:
+                totals = totals.to(d.device)
+                dist.all_reduce(totals)
+                totals = totals.cpu()
+            loss_total, correct_total, seen_total, skipped_total = totals.tolist()
+            if not math.isfinite(loss_total):
+                raise FloatingPointError(
+                    f"epoch {epoch + 1}: the training loss is not finite; lower optim.lr"
+                )
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+
+            val = None
+            if val_split is not None and (
+                (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs
+            ):
+                from .evaluate import evaluate_model
+                from .metrics import Protocol
+
+                val = evaluate_model(
+                    model,
+                    val_split,
+                    Protocol(cam_curve_interval=cfg.cam_curve_interval),
+                    device=d.device,
+                    crop_size=cfg.data.crop_size,
+                    batch_size=cfg.batch_size,
+                    workers=cfg.data.workers,
+                    amp_dtype=dtype,
+                    per_image=False,
+                    progress=False,
+                )
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": loss_total / max(seen_total, 1),
+                "train_acc": 100.0 * correct_total / max(seen_total, 1),
+                "train_images": int(seen_total),
+                "lr": lr,
+                "images_per_s": seen_total / max(elapsed, 1e-9),
+                "skipped_images": int(skipped_total),
+                "val_top1_acc": val["classification"]["top1_acc"] if val else "",
+                "val_MaxBoxAcc": val.get("MaxBoxAcc", "") if val else "",
+                "val_MaxBoxAccV2": val.get("MaxBoxAccV2", "") if val else "",
+                "val_PxAP": val.get("PxAP", "") if val else "",
+                "seconds": elapsed,
             }
-            atomic_save(state, out / "last.pt")
+            score = None if splits["val_is_test"] else _select_score(cfg, val)
+            is_best = score is not None and (best is None or score[1] > best["value"])
             if is_best:
-                atomic_save(state, out / "best.pt")
-            text = f"epoch {epoch + 1}: loss {row['train_loss']:.4f} acc {row['train_acc']:.1f} {row['images_per_s']:.0f} img/s"
-            if val:
-                text += f" | val top-1 {row['val_top1_acc']:.1f}"
-                if row["val_MaxBoxAccV2"] != "":
-                    text += f" MaxBoxAccV2 {row['val_MaxBoxAccV2']:.1f}"
-            if skipped_total:
-                text += f" | skipped {int(skipped_total)} unreadable images"
-            if progress:
-                tqdm.write(text)
-    if d.world > 1:
-        dist.barrier()
-    return row
+                best = {"metric": score[0], "value": score[1], "epoch": epoch + 1}
+            if d.main:
+                log_rows.append(row)
+                write_csv(
+                    out / "log.csv", log_rows, list(LOG_COLUMNS)
+                )  # the log first: a resume drops rows past last.pt
+                state = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "epoch": epoch,
+                    "best": best,
+                    "rng": _rng_state(),
+                    "config": config_to_dict(cfg),
+                    "num_classes": num_classes,
+                    "class_names": train_split.class_names,
+                    "splits": splits,
+                }
+                atomic_save(state, out / "last.pt")
+                if is_best:
+                    atomic_save(state, out / "best.pt")
+                text = f"epoch {epoch + 1}: loss {row['train_loss']:.4f} acc {row['train_acc']:.1f} {row['images_per_s']:.0f} img/s"
+                if val:
+                    text += f" | val top-1 {row['val_top1_acc']:.1f}"
+                    if row["val_MaxBoxAccV2"] != "":
+                        text += f" MaxBoxAccV2 {row['val_MaxBoxAccV2']:.1f}"
+                if skipped_total:
+                    text += f" | skipped {int(skipped_total)} unreadable images"
+                if progress:
+                    tqdm.write(text)
+        if d.world > 1:
+            dist.barrier()
+        return row
 
 
 def split_record(cfg: TrainConfig, train_split, val_split) -> dict:
@@ -505,6 +583,14 @@ def checkpoint_path(path: str | Path, which: str = "last") -> Path:
             raise FileNotFoundError(f"{path} holds no best.pt (it had no val split to choose on)")
         if not file.is_file():
             raise FileNotFoundError(f"{path} holds no {which}.pt")
+        if which == "best" and (path / "last.pt").is_file():
+            chosen = (load_checkpoint(path / "last.pt").get("best") or {}).get("epoch")
+            held = load_checkpoint(file).get("epoch", -1) + 1
+            if chosen is not None and chosen != held:
+                raise ValueError(
+                    f"{file} holds epoch {held}, but the best epoch was {chosen} (the run was "
+                    f"killed between two writes): `wsol train --resume --out {path}` repairs it"
+                )
         return file
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
