@@ -36,7 +36,13 @@ def test_iou_plus_one_convention_and_degenerate():
     assert box_iou([[0, 0, 9, 9]], [[0, 0, 9, 4]])[0, 0] == 0.5
     assert box_iou([[0, 0, 0, 0]], [[0, 0, 0, 0]])[0, 0] == 1.0  # one pixel each
     assert box_iou([[0, 0, 4, 4]], [[6, 6, 9, 9]])[0, 0] == 0.0
-    assert box_iou([[5, 5, 3, 3]], [[5, 5, 3, 3]])[0, 0] == 0.0  # union <= 0
+    # the reference's check_box_convention raises on x1 < x0 (calculate_multiple_iou calls it)
+    with pytest.raises(ValueError, match="does not follow x0 y0 x1 y1"):
+        box_iou([[5, 5, 3, 3]], [[5, 5, 9, 9]])
+    with pytest.raises(ValueError, match="non-negative"):
+        box_iou([[0, 0, 9, 9]], [[-1, 0, 9, 9]])
+    with pytest.raises(ValueError, match="shape"):
+        box_iou([[0, 0, 9]], [[0, 0, 9, 9]])
 
 
 def test_resize_boxes_truncates_like_resize_bbox():

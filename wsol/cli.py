@@ -28,7 +28,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from .data.check import check_dataset
+    from .data.check import check_dataset, detect_format
 
     problems, splits = check_dataset(
         args.path,
@@ -45,6 +45,8 @@ def cmd_data_check(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s) in {args.path} ({count} images read)", file=sys.stderr)
         return 1
     print(f"ok: {count} images in {len(splits)} split(s), no problems")
+    if args.images is None and not args.deep and detect_format(args.path) == "wsol":
+        print("note: image files were not opened (pass --images ROOT to check them too)")
     return 0
 
 

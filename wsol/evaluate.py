@@ -182,6 +182,8 @@ def evaluate_model(
     from .cam import extract
     from .data.dataset import RecordDataset, eval_transform
 
+    if not split.records:
+        raise ValueError(f"the {split.split} split of {split.name} has no image to evaluate")
     device = device or next(model.parameters()).device
     do_boxes = split.has_boxes
     do_masks = split.has_masks and all(r.mask_paths for r in split.records)
@@ -253,6 +255,20 @@ def _gather_rows(rows: list[dict]) -> list[dict]:
     return [row for part in gathered for row in part]
 
 
+def check_classes(ckpt: dict, split) -> None:
+    """Refuse data whose classes are not the checkpoint's: a label the classifier does not have,
+    or a different number of named classes."""
+    trained = int(ckpt["num_classes"])
+    labels = max((r.label for r in split.records), default=-1) + 1
+    named = len(split.class_names) if split.class_names else None
+    if labels > trained or (named is not None and named != trained):
+        found = named if named is not None else labels
+        raise ValueError(
+            f"the checkpoint classifies {trained} classes, but the {split.split} split of "
+            f"{split.name} has {found}: evaluate it on the data it was trained on"
+        )
+
+
 def evaluate_checkpoint(
     model_path: str | Path,
     out_dir: str | Path | None = None,
@@ -297,6 +313,7 @@ def evaluate_checkpoint(
     run_dir = model_path if model_path.is_dir() else model_path.parent
     out = Path(out_dir) if out_dir is not None else run_dir / f"eval_{split}"
     target = load_split(cfg.data, split)
+    check_classes(ckpt, target)
     dtype = amp_dtype(cfg, d.device)
     common = dict(
         device=d.device,

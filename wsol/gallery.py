@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .data.dataset import to_rgb
 from .localize import EVAL_SIZE, boxes_from_scoremap, prepare_scoremaps, resize_boxes
 
 SELECTIONS = ("best", "worst", "random", "class", "diff")
@@ -155,7 +156,7 @@ def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> di
         model, cfg, _ = load_checkpoint_model(ctx["checkpoint"], device)
         transform = eval_transform(cfg["data"]["crop_size"])
         images = torch.stack(
-            [transform(Image.open(records[i].path).convert("RGB")) for i in ids]
+            [transform(to_rgb(Image.open(records[i].path))) for i in ids]
         ).to(device)
         labels = torch.tensor([records[i].label for i in ids], device=device)
         _, cams = extract(model, images, labels, ctx.get("cam_method", "cam"))
@@ -179,7 +180,7 @@ def overlay(
     from matplotlib import colormaps
 
     h, w = scoremap.shape
-    base = np.asarray(image.convert("RGB").resize((w, h), Image.BILINEAR), dtype=np.float32)
+    base = np.asarray(to_rgb(image).resize((w, h), Image.BILINEAR), dtype=np.float32)
     heat = colormaps["jet"](scoremap)[..., :3] * 255
     out = np.ascontiguousarray(((1 - alpha) * base + alpha * heat).astype(np.uint8))
     for boxes, colour in ((gt_boxes, (0, 255, 0)), (pred_boxes, (255, 0, 0))):

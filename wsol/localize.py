@@ -166,13 +166,32 @@ def resize_boxes(
     return (boxes * scale / denom).astype(np.int64)
 
 
+def check_boxes(boxes, name: str = "boxes") -> np.ndarray:
+    """(N, 4) boxes in the x0 y0 x1 y1 convention, or ValueError: the reference's
+    ``check_box_convention`` (non-negative coordinates, x1 >= x0, y1 >= y0, four per box)."""
+    arr = np.asarray(boxes)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (4,) or (N, 4), not {np.shape(boxes)}")
+    if not np.isfinite(arr.astype(np.float64)).all():
+        raise ValueError(f"{name} must be finite numbers")
+    if (arr < 0).any():
+        raise ValueError(f"{name}: coordinates must be non-negative")
+    if (arr[:, 2] < arr[:, 0]).any() or (arr[:, 3] < arr[:, 1]).any():
+        bad = arr[(arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])][0].tolist()
+        raise ValueError(f"{name}: {bad} does not follow x0 y0 x1 y1 (x1 < x0 or y1 < y0)")
+    return arr
+
+
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """IoU of (A, 4) against (B, 4) integer boxes (x0, y0, x1, y1), +1 pixel convention: (A, B).
 
-    Degenerate pairs (union <= 0) have IoU 0, as in the reference.
+    Boxes that break the x0 y0 x1 y1 convention raise ValueError, as the reference's
+    ``calculate_multiple_iou`` does; degenerate pairs (union <= 0) have IoU 0.
     """
-    a = np.asarray(boxes_a, dtype=np.int64).reshape(-1, 1, 4)
-    b = np.asarray(boxes_b, dtype=np.int64).reshape(1, -1, 4)
+    a = check_boxes(boxes_a, "boxes_a").astype(np.int64).reshape(-1, 1, 4)
+    b = check_boxes(boxes_b, "boxes_b").astype(np.int64).reshape(1, -1, 4)
     iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
     ih = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
     inter = iw * ih

@@ -33,6 +33,7 @@ from . import _sweep
 from .data.records import DatasetSplit
 from .localize import (
     EVAL_SIZE,
+    check_boxes,
     prepare_scoremaps,
     resize_boxes,
     threshold_grid,
@@ -140,6 +141,8 @@ def ground_truth(split: DatasetSplit) -> dict[str, GroundTruth]:
     out = {}
     for r in split.records:
         boxes = np.asarray(r.boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes):
+            check_boxes(boxes, f"GT boxes of {r.image_id}")
         out[r.image_id] = GroundTruth(boxes, r.size, r.label, tuple(r.mask_paths), r.ignore_path)
     return out
 

@@ -86,6 +86,9 @@ def check_dataset(
             )
         else:
             todo.append((read_imagenet_val(path, annotations, log=log, read_sizes=True), {}))
+    for split, _ in todo:
+        if not split.records:
+            log.add(path, None, f"the {split.split or 'data'} split lists no image")
     open_images = fmt == "imagenet" or (fmt == "wsol" and images is not None) or deep
     open_masks = fmt != "wsol" or masks is not None or images is not None
     total = sum(len(s) for s, _ in todo)

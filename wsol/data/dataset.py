@@ -9,6 +9,7 @@ and flipping act on the PIL image before it becomes a tensor, as in the referenc
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -50,6 +51,19 @@ def eval_transform(crop_size: int) -> v2.Compose:
     )
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An RGB image from any PIL image. 16- and 32-bit integer images (16-bit PNGs open as
+    ``I;16`` or ``I``) are scaled to 8 bits first: PIL's own ``convert("RGB")`` clips them,
+    which turns almost every pixel white."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        bits = 16 if image.mode.startswith("I;16") or np.asarray(image).max() < 65536 else 32
+        values = np.asarray(image, dtype=np.float64) / (2**bits - 1) * 255.0
+        image = Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        raise ValueError("floating-point images are not supported; save it as 8- or 16-bit")
+    return image.convert("RGB")
+
+
 class ImageReadError(RuntimeError):
     """An image file could not be read; the message names the file."""
 
@@ -70,7 +84,7 @@ class RecordDataset(Dataset):
         record = self.split.records[index]
         try:
             with Image.open(record.path) as im:
-                image = im.convert("RGB")
+                image = to_rgb(im)
         except Exception as err:  # noqa: BLE001 - PIL raises many kinds for broken files
             if self.skip_bad:
                 return None
