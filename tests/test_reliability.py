@@ -72,3 +72,45 @@ def test_an_empty_split_is_an_error_not_nan(tmp_path, capsys):
         (meta / name).write_text("")
     assert main(["data", "check", str(meta), "--quiet"]) == 1
     assert "lists no image" in capsys.readouterr().out
+
+
+def test_ids_that_leave_their_root_are_refused_with_file_and_line(tmp_path, capsys):
+    from wsol.data import read_wsol_metadata
+    from wsol.data.records import DataFormatError
+    from wsol.evaluate import cam_path
+
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "image_ids.txt").write_text("a/ok.jpg\n../../etc/x.jpg\n/abs/y.jpg\n")
+    (meta / "class_labels.txt").write_text("a/ok.jpg,0\n../../etc/x.jpg,0\n/abs/y.jpg,0\n")
+    (meta / "image_sizes.txt").write_text(
+        "a/ok.jpg,10,10\n../../etc/x.jpg,10,10\n/abs/y.jpg,10,10\n"
+    )
+    (meta / "localization.txt").write_text(
+        "a/ok.jpg,1,1,5,5\n../../etc/x.jpg,1,1,5,5\n/abs/y.jpg,1,1,5,5\n"
+    )
+    with pytest.raises(
+        DataFormatError, match=r"image_ids.txt:2: image id \.\./\.\./etc/x.jpg leaves"
+    ):
+        read_wsol_metadata(meta)
+    assert main(["data", "check", str(meta), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "image_ids.txt:2" in out and "image_ids.txt:3" in out and "leaves its root" in out
+    split = read_wsol_metadata(meta, allow_outside_root=True)  # asked for explicitly
+    assert len(split) == 3
+    # never written (or read) outside the output folder
+    with pytest.raises(ValueError, match="leaves the CAM folder"):
+        cam_path(tmp_path / "out", "../../evil.jpg")
+    with pytest.raises(ValueError, match="leaves the CAM folder"):
+        cam_path(tmp_path / "out", "/tmp/evil.jpg")
+    assert cam_path(tmp_path / "out", "a/b.jpg") == tmp_path / "out" / "a" / "b.jpg.npy"
+
+
+def test_cub_images_outside_the_root_are_refused(tiny_cub):
+    from wsol.data import read_cub
+    from wsol.data.records import DataFormatError
+
+    text = (tiny_cub / "images.txt").read_text().replace("001.Alpha/a_2.jpg", "../../a_2.jpg")
+    (tiny_cub / "images.txt").write_text(text)
+    with pytest.raises(DataFormatError, match=r"images.txt:2: image \.\./\.\./a_2.jpg leaves"):
+        read_cub(tiny_cub, "all")

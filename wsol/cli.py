@@ -37,6 +37,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
         annotations=args.annotations,
         deep=args.deep,
         progress=not args.quiet,
+        allow_outside_root=args.allow_outside_root,
     )
     for problem in problems:
         print(problem)
@@ -180,6 +181,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _protocol(args),
         fixed_threshold=_fixed_threshold(args),
         predictions=args.predictions,
+        allow_outside_root=args.allow_outside_root,
         engine=args.engine,
         progress=not args.quiet,
     )
@@ -329,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--annotations", type=Path, help="ImageNet val boxes: XML folder or LOC_val_solution.csv"
     )
     p.add_argument("--deep", action="store_true", help="decode every image fully (slower)")
+    p.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="accept image ids and mask paths that are absolute or contain '..'",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_check)
 
@@ -366,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--predictions", type=Path, help="CSV image_id,top5 for top-1/top-5 loc with --cams"
+    )
+    p.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="with --cams: accept mask paths that are absolute or contain '..'",
     )
     p.add_argument("--out", type=Path, help="output folder (default for a model: RUN/eval_<split>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

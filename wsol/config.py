@@ -42,6 +42,7 @@ class DataConfig:
     crop_size: int = 224  # train crop; val/test: resize straight to this square
     workers: int = 4
     skip_bad_images: bool = False
+    allow_outside_root: bool = False  # accept image ids / mask paths outside root (absolute, ..)
 
 
 @dataclass

@@ -11,13 +11,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .data.records import leaves_root
 from .data.wsolmeta import read_wsol_metadata
 from .metrics import LocalizationEvaluator, Protocol, all_reduce_sum, ground_truth
 from .report import format_table, write_csv, write_metrics
 
 
 def cam_path(cams_dir: str | Path, image_id: str) -> Path:
-    """Where the CAM of ``image_id`` lies: ``CAM_DIR/<image_id>.npy`` (the reference layout)."""
+    """Where the CAM of ``image_id`` lies: ``CAM_DIR/<image_id>.npy`` (the reference layout).
+
+    An id that would leave ``CAM_DIR`` (absolute, or with ``..``) is refused: CAMs are never
+    read from or written to anywhere else."""
+    if leaves_root(image_id):
+        raise ValueError(f"image id {image_id} leaves the CAM folder {cams_dir}: refused")
     return Path(cams_dir) / (image_id + ".npy")
 
 
@@ -70,6 +76,7 @@ def evaluate_cams(
     engine: str = "fast",
     batch_size: int = 64,
     progress: bool = True,
+    allow_outside_root: bool = False,
 ) -> dict:
     """Evaluate a folder of CAMs (``CAM_DIR/<image_id>.npy``) against wsolevaluation metadata.
 
@@ -79,7 +86,9 @@ def evaluate_cams(
     cams_dir = Path(cams_dir)
     if not cams_dir.is_dir():
         raise FileNotFoundError(f"CAM folder {cams_dir} does not exist")
-    split = read_wsol_metadata(metadata_dir, mask_root=masks_root)
+    split = read_wsol_metadata(
+        metadata_dir, mask_root=masks_root, allow_outside_root=allow_outside_root
+    )
     if not split.records:
         raise ValueError(f"{metadata_dir} lists no image")
     do_masks = masks_root is not None and split.has_masks

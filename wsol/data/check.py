@@ -37,6 +37,7 @@ def check_dataset(
     annotations: str | Path | None = None,
     deep: bool = False,
     progress: bool = True,
+    allow_outside_root: bool = False,
 ) -> tuple[list[Problem], list[DatasetSplit]]:
     """Check a data set and return (problems, the splits that could be read).
 
@@ -59,11 +60,15 @@ def check_dataset(
     todo: list[tuple[DatasetSplit, dict]] = []
     if fmt == "cub":
         # the reader itself reports missing/unreadable images and boxes outside them, by line
-        split = read_cub(path, "all", log=log, read_sizes=True)
+        split = read_cub(
+            path, "all", log=log, read_sizes=True, allow_outside_root=allow_outside_root
+        )
         todo.append((split, {}))
     elif fmt == "wsol":
         for meta in find_metadata_dirs(path):
-            split = read_wsol_metadata(meta, images, masks, log=log)
+            split = read_wsol_metadata(
+                meta, images, masks, log=log, allow_outside_root=allow_outside_root
+            )
             lines = {
                 text: (meta / "image_ids.txt", n) for n, text in read_lines(meta / "image_ids.txt")
             }

@@ -24,6 +24,8 @@ from .records import (
     ImageRecord,
     ProblemLog,
     image_size,
+    leaves_root,
+    outside_root_message,
     parse_fields,
     read_lines,
 )
@@ -68,6 +70,7 @@ def read_cub(
     *,
     log: ProblemLog | None = None,
     read_sizes: bool = True,
+    allow_outside_root: bool = False,
 ) -> DatasetSplit:
     """Read CUB-200-2011 from its native text files.
 
@@ -77,6 +80,8 @@ def read_cub(
         log: where problems go; by default the first problem raises :class:`DataFormatError`.
         read_sizes: read each image's (width, height) from its header (needed for evaluation);
             when False, ``size`` is None.
+        allow_outside_root: accept image names in images.txt that are absolute or contain
+            ``..`` (by default each is a problem naming its line).
 
     Example:
         >>> split = read_cub("data/CUB_200_2011", "test")  # doctest: +SKIP
@@ -124,6 +129,9 @@ def read_cub(
             )
             continue
         seen_names[name] = number
+        if leaves_root(name) and not allow_outside_root:
+            log.add(root / "images.txt", number, outside_root_message("image", name))
+            continue
         ok = True
         if image_id not in labels:
             log.add(root / "image_class_labels.txt", None, f"image id {image_id} has no label")

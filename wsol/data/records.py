@@ -165,3 +165,20 @@ def unique_ids(records: Iterable[ImageRecord]) -> bool:
             return False
         seen.add(r.image_id)
     return True
+
+
+def leaves_root(relative: str) -> bool:
+    """True for a path that is not inside its root: absolute (``/x``, ``C:/x``, ``//host/x``)
+    or climbing out with ``..``. Image ids and mask paths are relative to their root."""
+    from pathlib import PurePosixPath
+
+    text = relative.replace("\\", "/")
+    parts = PurePosixPath(text).parts
+    return text.startswith("/") or (len(text) > 1 and text[1] == ":") or ".." in parts
+
+
+def outside_root_message(kind: str, relative: str) -> str:
+    return (
+        f"{kind} {relative} leaves its root (an absolute path or '..'): refused; pass "
+        "allow_outside_root (data.allow_outside_root, --allow-outside-root) to read it anyway"
+    )

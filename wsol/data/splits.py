@@ -54,16 +54,17 @@ def load_split(data, split: str) -> DatasetSplit:
     root = Path(data.root) if data.root else None
     if root is None or not root.exists():
         raise FileNotFoundError(f"data root {data.root!r} does not exist")
+    outside = getattr(data, "allow_outside_root", False)
     if data.format == "cub":
         if split == "test":
-            return read_cub(root, "test")
+            return read_cub(root, "test", allow_outside_root=outside)
         if data.val_per_class <= 0 and split == "val":
             raise NoValSplit(
                 "the native CUB layout has no val split: use data.format wsol with "
                 "wsolevaluation's metadata/CUB (its separate val images, as the reference), or "
                 "hold training images out with data.val_per_class=N"
             )
-        train = read_cub(root, "train", read_sizes=split == "val")
+        train = read_cub(root, "train", read_sizes=split == "val", allow_outside_root=outside)
         if data.val_per_class <= 0:
             return train
         parts = dict(zip(("train", "val"), split_train_val(train, data.val_per_class, seed=0)))
@@ -77,14 +78,20 @@ def load_split(data, split: str) -> DatasetSplit:
         if not meta.is_dir():
             raise FileNotFoundError(f"metadata split folder {meta} does not exist")
         return read_wsol_metadata(
-            meta, root, data.masks or root, class_names=read_class_names(meta) or None
+            meta,
+            root,
+            data.masks or root,
+            class_names=read_class_names(meta) or None,
+            allow_outside_root=outside,
         )
     if data.format == "imagenet":
         wnids = read_wnids(root)
         if split == "train":
             return read_imagenet_train(root, wnids)
         if data.metadata:
-            return read_wsol_metadata(Path(data.metadata) / split, root, class_names=wnids)
+            return read_wsol_metadata(
+                Path(data.metadata) / split, root, class_names=wnids, allow_outside_root=outside
+            )
         if not data.annotations:
             raise ValueError(
                 "data.format imagenet needs data.annotations (val XML folder or LOC_val_solution.csv)"

@@ -23,7 +23,15 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from .records import DatasetSplit, ImageRecord, ProblemLog, parse_fields, read_lines
+from .records import (
+    DatasetSplit,
+    ImageRecord,
+    ProblemLog,
+    leaves_root,
+    outside_root_message,
+    parse_fields,
+    read_lines,
+)
 
 METADATA_FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
 DATASET_NAMES = ("CUB", "ILSVRC", "OpenImages")
@@ -50,6 +58,7 @@ def read_wsol_metadata(
     *,
     log: ProblemLog | None = None,
     class_names: list[str] | None = None,
+    allow_outside_root: bool = False,
 ) -> DatasetSplit:
     """Read one split folder of the wsolevaluation layout.
 
@@ -60,6 +69,8 @@ def read_wsol_metadata(
         mask_root: the folder mask paths are relative to (defaults to ``image_root``).
         log: where problems go; by default the first one raises :class:`DataFormatError`.
         class_names: names for the labels, if known.
+        allow_outside_root: accept image ids and mask paths that are absolute or contain
+            ``..`` (by default each is a problem naming its file and line).
     """
     meta = Path(metadata_dir)
     if not meta.is_dir():
@@ -82,15 +93,22 @@ def read_wsol_metadata(
                     f"duplicate image id {text} (first on line {first_line[text]})",
                 )
                 continue
+            if leaves_root(text) and not allow_outside_root:
+                log.add(ids_path, number, outside_root_message("image id", text))
+                continue
             first_line[text] = number
             ids.append((number, text))
 
     labels = _keyed(meta / "class_labels.txt", [str, int], first_line, log, required=True)
     sizes = _keyed(meta / "image_sizes.txt", [str, int, int], first_line, log, required=False)
-    boxes, masks, ignores = _localization(meta / "localization.txt", first_line, log)
+    boxes, masks, ignores = _localization(
+        meta / "localization.txt", first_line, log, allow_outside_root
+    )
     extra_masks, extra_ignores = {}, {}
     if (meta / "masks.txt").is_file():
-        _, extra_masks, extra_ignores = _localization(meta / "masks.txt", first_line, log)
+        _, extra_masks, extra_ignores = _localization(
+            meta / "masks.txt", first_line, log, allow_outside_root
+        )
     masks = {**extra_masks, **masks}
     ignores = {**extra_ignores, **ignores}
 
@@ -174,7 +192,7 @@ def _keyed(
     return table
 
 
-def _localization(path: Path, known: dict[str, int], log: ProblemLog):
+def _localization(path: Path, known: dict[str, int], log: ProblemLog, allow_outside: bool):
     """Boxes {id: [(line, box)]}, masks {id: [mask_path]}, ignores {id: ignore_path}."""
     boxes: dict[str, list] = defaultdict(list)
     masks: dict[str, list] = defaultdict(list)
@@ -199,6 +217,10 @@ def _localization(path: Path, known: dict[str, int], log: ProblemLog):
                 continue
             if not mask_path:
                 log.add(path, number, "empty mask path")
+                continue
+            outside = [m for m in (mask_path, ignore_path) if m and leaves_root(m)]
+            if outside and not allow_outside:
+                log.add(path, number, outside_root_message("mask path", outside[0]))
                 continue
             if image_id in masks and ignore_path:
                 log.add(path, number, "an image's ignore mask may be given only on its first line")
