@@ -114,3 +114,47 @@ def test_cub_images_outside_the_root_are_refused(tiny_cub):
     (tiny_cub / "images.txt").write_text(text)
     with pytest.raises(DataFormatError, match=r"images.txt:2: image \.\./\.\./a_2.jpg leaves"):
         read_cub(tiny_cub, "all")
+
+
+def test_invalid_cams_error_by_default_or_zero_as_the_reference(synth_root, tmp_path, capsys):
+    import json
+
+    from wsol.data import convert_cub, read_wsol_metadata
+    from wsol.localize import InvalidCAMError, prepare_scoremaps
+    from wsol.metrics import LocalizationEvaluator, Protocol, ground_truth
+
+    nan = np.ones((7, 7))
+    nan[3, 3] = np.nan
+    with pytest.raises(InvalidCAMError, match="CAM of a contains NaN"):
+        prepare_scoremaps([nan], ["a"])
+    with pytest.raises(InvalidCAMError, match="CAM of b contains inf"):
+        prepare_scoremaps([np.full((7, 7), np.inf)], ["b"])
+    (zeroed,) = prepare_scoremaps([nan], ["a"], invalid="zero")
+    assert zeroed.shape == (224, 224) and not zeroed.any()
+    # inference.py normalize_scoremap: a NaN CAM becomes zeros and is scored
+    meta = convert_cub(synth_root, tmp_path / "meta", val_per_class=0)["test"]
+    split = read_wsol_metadata(meta)
+    ids = [r.image_id for r in split.records]
+    rng = np.random.default_rng(0)
+    cams = [rng.random((14, 14)) for _ in ids]
+    cams[0] = nan
+    zeros = [np.zeros((14, 14)), *cams[1:]]
+    results = []
+    for maps in (cams, zeros):
+        ev = LocalizationEvaluator(ground_truth(split), Protocol(0.01, invalid_cams="zero"))
+        ev.update(maps, ids)
+        results.append(ev.compute())
+    assert results[0]["box"] == results[1]["box"]
+    assert results[0]["protocol"]["invalid_cams"] == "zero"
+    folder = tmp_path / "cams"
+    for image_id, cam in zip(ids, cams):
+        (folder / image_id).parent.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{image_id}.npy", cam)
+    args = ["evaluate", "--cams", str(folder), "--metadata", str(meta), "--quiet",
+            "--cam-curve-interval", "0.01"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "e1")]) == 2
+    assert "contains NaN" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "e2"), "--invalid-cams", "zero"]) == 0
+    saved = json.loads((tmp_path / "e2" / "metrics.json").read_text())
+    assert saved["protocol"]["invalid_cams"] == "zero"
+    assert saved["MaxBoxAccV2"] == results[0]["MaxBoxAccV2"]

@@ -101,6 +101,7 @@ def _protocol(args: argparse.Namespace):
         iou_thresholds=tuple(args.iou),
         interpolation=args.interpolation,
         normalize=not args.no_normalize,
+        invalid_cams=args.invalid_cams,
     )
     if PROTOCOLS[args.protocol].fixed_threshold is None:
         changes["multi_contour"] = args.multi_contour
@@ -234,6 +235,13 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--no-normalize", action="store_true", help="CAMs are already in [0, 1]: skip min-max"
+    )
+    g.add_argument(
+        "--invalid-cams",
+        choices=("error", "zero"),
+        default="error",
+        help="a CAM with NaN/inf: an error naming the image (default), or scored as all zeros "
+        "as the reference does",
     )
     g.add_argument(
         "--threshold", type=float, help="fixed CAM threshold for the loc metrics (chosen on val)"

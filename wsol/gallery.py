@@ -167,6 +167,7 @@ def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> di
         tuple(protocol["eval_size"]),
         protocol.get("normalize", True),
         protocol.get("interpolation", "cubic"),
+        protocol.get("invalid_cams", "error"),
     )
     return dict(zip(ids, maps))
 

@@ -55,11 +55,19 @@ def threshold_grid(interval: float = 0.001) -> np.ndarray:
     return np.arange(0, 1, interval)
 
 
-def check_cams(cams: Sequence[np.ndarray] | np.ndarray, image_ids: Sequence[str]) -> None:
-    """Raise :class:`InvalidCAMError` naming the image if a CAM is not a finite 2-D array."""
+def check_cams(
+    cams: Sequence[np.ndarray] | np.ndarray, image_ids: Sequence[str], invalid: str = "error"
+) -> list[np.ndarray] | np.ndarray:
+    """The CAMs, checked: each must be a 2-D array of real numbers. A CAM with NaN or inf
+    raises :class:`InvalidCAMError` naming the image (``invalid="error"``), or becomes all zeros
+    (``invalid="zero"``: what the reference's ``normalize_scoremap`` does with NaN; it is still
+    scored, like a constant CAM)."""
+    if invalid not in ("error", "zero"):
+        raise ValueError(f"invalid must be 'error' or 'zero', not {invalid!r}")
     if len(cams) != len(image_ids):
         raise ValueError(f"{len(cams)} CAMs for {len(image_ids)} image ids")
-    for cam, image_id in zip(cams, image_ids):
+    replaced = None
+    for k, (cam, image_id) in enumerate(zip(cams, image_ids)):
         cam = np.asarray(cam)
         if cam.ndim != 2 or min(cam.shape) < 1:
             raise InvalidCAMError(
@@ -70,8 +78,16 @@ def check_cams(cams: Sequence[np.ndarray] | np.ndarray, image_ids: Sequence[str]
                 f"CAM of {image_id} has dtype {cam.dtype}; expected a real number type"
             )
         if not np.isfinite(cam).all():
+            if invalid == "zero":
+                replaced = replaced if replaced is not None else list(cams)
+                replaced[k] = np.zeros(cam.shape)
+                continue
             bad = "NaN" if np.isnan(cam).any() else "inf"
-            raise InvalidCAMError(f"CAM of {image_id} contains {bad}")
+            raise InvalidCAMError(
+                f"CAM of {image_id} contains {bad} (--invalid-cams zero scores it as all "
+                "zeros, as the reference does)"
+            )
+    return replaced if replaced is not None else cams
 
 
 def resize_cams(
@@ -128,13 +144,15 @@ def prepare_scoremaps(
     size: tuple[int, int] = EVAL_SIZE,
     normalize: bool = True,
     interpolation: str = "cubic",
+    invalid: str = "error",
 ) -> np.ndarray:
-    """Check, resize and normalise raw CAMs into (N, H, W) float64 score maps in [0, 1].
+    """Check, resize and normalise raw CAMs into (N, H, W) float64 score maps in [0, 1]
+    (``invalid``: what a NaN / inf CAM does, see :func:`check_cams`).
 
     With ``normalize=False`` the maps must already lie in [0, 1] (the reference's
     ``evaluation.py`` on saved score maps).
     """
-    check_cams(cams, image_ids)
+    cams = check_cams(cams, image_ids, invalid)
     maps = resize_cams(cams, size, interpolation)
     if normalize:
         return normalize_cams(maps)

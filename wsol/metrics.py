@@ -57,11 +57,12 @@ class Protocol:
         multi_contour: contour mode of the per-IoU table and of the loc metrics.
         fixed_threshold: the CAM threshold of the ``@fixed`` loc metrics when the evaluation is
             given none (None: only a val-chosen one, if any, is reported).
+        invalid_cams: a CAM with NaN or inf is an ``error`` (naming the image), or scored as
+            all ``zero`` (the reference's behaviour for NaN CAMs).
         name: the protocol's name, recorded with every result (``PROTOCOLS`` holds the named
             ones).
     """
 
-    name: str = "wsolevaluation"
     cam_curve_interval: float = 0.001
     iou_thresholds: tuple[int, ...] = (30, 50, 70)
     eval_size: tuple[int, int] = EVAL_SIZE
@@ -69,6 +70,8 @@ class Protocol:
     normalize: bool = True
     multi_contour: bool = False
     fixed_threshold: float | None = None
+    invalid_cams: str = "error"
+    name: str = "wsolevaluation"
 
     def __post_init__(self):
         object.__setattr__(self, "iou_thresholds", tuple(int(d) for d in self.iou_thresholds))
@@ -77,6 +80,8 @@ class Protocol:
             raise ValueError(
                 "iou_thresholds must include 50 (MaxBoxAcc and the loc metrics use it)"
             )
+        if self.invalid_cams not in ("error", "zero"):
+            raise ValueError(f"invalid_cams must be 'error' or 'zero', not {self.invalid_cams!r}")
         if any(not 0 < d <= 100 for d in self.iou_thresholds):
             raise ValueError(
                 f"IoU thresholds are percentages in (0, 100], not {self.iou_thresholds}"
@@ -543,7 +548,9 @@ class LocalizationEvaluator:
     ) -> np.ndarray:
         """Add raw CAMs of any size; returns the prepared (N, H, W) score maps."""
         p = self.protocol
-        scoremaps = prepare_scoremaps(cams, image_ids, p.eval_size, p.normalize, p.interpolation)
+        scoremaps = prepare_scoremaps(
+            cams, image_ids, p.eval_size, p.normalize, p.interpolation, p.invalid_cams
+        )
         if self.boxes is not None:
             curves = self.boxes.update(scoremaps, image_ids, top1_correct, top5_correct)
             if self.per_image is not None:
