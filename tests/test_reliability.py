@@ -158,3 +158,89 @@ def test_invalid_cams_error_by_default_or_zero_as_the_reference(synth_root, tmp_
     saved = json.loads((tmp_path / "e2" / "metrics.json").read_text())
     assert saved["protocol"]["invalid_cams"] == "zero"
     assert saved["MaxBoxAccV2"] == results[0]["MaxBoxAccV2"]
+
+
+@pytest.mark.parametrize("kind", ["empty", "folder", "loop", "garbage"])
+def test_unreadable_cam_files_are_named(synth_root, tmp_path, capsys, kind):
+    from wsol.data import convert_cub, read_wsol_metadata
+
+    meta = convert_cub(synth_root, tmp_path / "meta", val_per_class=0)["test"]
+    ids = [r.image_id for r in read_wsol_metadata(meta).records]
+    folder = tmp_path / "cams"
+    for image_id in ids:
+        (folder / image_id).parent.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{image_id}.npy", np.random.default_rng(0).random((7, 7)))
+    bad = folder / f"{ids[3]}.npy"
+    bad.unlink()
+    if kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "folder":
+        bad.mkdir()
+    elif kind == "loop":
+        bad.symlink_to(bad)
+    else:
+        bad.write_bytes(b"\\x93NUMPY garbage")
+    code = main(["evaluate", "--cams", str(folder), "--metadata", str(meta), "--out",
+                 str(tmp_path / "out"), "--quiet"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"CAM file {bad} of image {ids[3]}" in err and "Traceback" not in err
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from wsol.train import atomic_save
+
+    path = tmp_path / "last.pt"
+    atomic_save({"epoch": 1}, path)
+
+    def full(obj, f, *a, **k):
+        with open(f, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(ValueError, match="no space left .* previous last.pt is kept"):
+        atomic_save({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert list(tmp_path.iterdir()) == [path]  # no temporary left behind
+
+
+def test_no_network_for_torchvision_weights_says_what_to_do(monkeypatch):
+    import urllib.error
+
+    from torchvision.models import ResNet18_Weights
+
+    from wsol.models import create_model
+
+    def offline(self, *a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    with pytest.raises(ValueError, match=r"cannot download .* copy https://.* to .*checkpoints"):
+        create_model("resnet18", 3, pretrained="torchvision")
+
+
+def test_corrupt_image_during_evaluation_names_the_file(tmp_path, capsys):
+    from wsol.data import SynthSpec, make_synthetic
+
+    data = tmp_path / "data"
+    make_synthetic(data, SynthSpec(classes=2, train=8, test=4, size=32, seed=1), progress=False)
+    train(load_config(None, _small(data)), tmp_path / "run", progress=False)
+    test_images = sorted((data / "images").rglob("*.jpg"))
+    from wsol.data import read_cub
+
+    victim = read_cub(data, "test").records[0].path
+    assert victim in test_images
+    victim.write_bytes(victim.read_bytes()[:-60])  # the header reads, the pixels do not
+    for workers in ("0", "1"):
+        code = main(["evaluate", str(tmp_path / "run"), "--quiet", "--workers", workers,
+                     "--out", str(tmp_path / f"e{workers}")])  # fmt: skip
+        assert code == 2
+        err = capsys.readouterr().err
+        assert f"cannot read image {victim}" in err and "--skip-bad-images" in err
+        assert "Traceback" not in err

@@ -526,8 +526,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"wsol: error: {err}", file=sys.stderr)
+        print(f"wsol: error: {_sentence(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        hint = f": `wsol train --resume --out {out}` continues it" if args.command == "train" else ""
+        print(f"\nwsol: interrupted{hint}", file=sys.stderr)
+        return 130
+
+
+def _sentence(err: BaseException) -> str:
+    """The message of a user-facing error; one raised in a DataLoader worker arrives wrapped
+    in the worker's traceback text, of which only the last line is the sentence."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 if __name__ == "__main__":

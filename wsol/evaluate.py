@@ -33,8 +33,11 @@ def _load_cam(cams_dir: Path, image_id: str) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise FileNotFoundError(f"no CAM for image {image_id}: {path} does not exist") from None
-    except ValueError as err:
-        raise ValueError(f"CAM file {path} of image {image_id} is unreadable: {err}") from None
+    except IsADirectoryError:
+        raise ValueError(f"CAM file {path} of image {image_id} is a folder") from None
+    except (ValueError, EOFError, OSError) as err:  # empty, truncated, not .npy, a link loop
+        reason = str(err) or type(err).__name__
+        raise ValueError(f"CAM file {path} of image {image_id} is unreadable: {reason}") from None
 
 
 def iter_cam_batches(

@@ -251,10 +251,23 @@ def repair_best(out: Path, ckpt: dict) -> None:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+    """torch.save to a temporary file in the same folder, then rename over ``path``: a crash,
+    a kill or a full disk leaves the previous file whole."""
+    import errno
+
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        no_space = getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err)
+        if no_space:
+            raise ValueError(
+                f"no space left on the device while writing {path}; the previous "
+                f"{path.name} is kept: free some space, then `wsol train --resume`"
+            ) from None
+        raise
 
 
 def _rng_state() -> dict:

@@ -64,7 +64,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-class ImageReadError(RuntimeError):
+class ImageReadError(ValueError):
     """An image file could not be read; the message names the file."""
 
 
@@ -89,7 +89,8 @@ class RecordDataset(Dataset):
             if self.skip_bad:
                 return None
             raise ImageReadError(
-                f"cannot read image {record.path} ({record.image_id}): {err}"
+                f"cannot read image {record.path} ({record.image_id}): {err}; "
+                "--skip-bad-images (data.skip_bad_images=true) skips unreadable images"
             ) from err
         return self.transform(image), record.label, index
 

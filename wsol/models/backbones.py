@@ -250,10 +250,23 @@ def smallcnn(num_classes: int) -> WSOLModel:
 
 
 def torchvision_state_dict(weights_name: str) -> dict:
-    """Download (or take from the torch hub cache) torchvision's ImageNet weights."""
+    """Download (or take from the torch hub cache) torchvision's ImageNet weights; without a
+    network, say where to put the file instead of a download traceback."""
+    import os
+
+    import torch
+
     enum_name, _, member = weights_name.partition(".")
     weights = getattr(tvm, enum_name)[member]
-    return weights.get_state_dict(progress=True)
+    try:
+        return weights.get_state_dict(progress=True)
+    except OSError as err:  # URLError, socket errors, an unwritable cache
+        cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+        raise ValueError(
+            f"cannot download torchvision's {weights_name} ({err}). Without a network: copy "
+            f"{weights.url} to {cache}, or set model.pretrained to a local weights file, or "
+            "model.pretrained=null for random weights"
+        ) from None
 
 
 __all__ = ["resnet50", "resnet18", "vgg16", "inception_v3", "smallcnn", "torchvision_state_dict"]
