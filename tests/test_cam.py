@@ -38,3 +38,57 @@ def test_gradcam_family_restores_the_model(method):
     assert (
         sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules()) == hooks_before
     )
+
+
+def _scale(maps, size=None):
+    """pytorch-grad-cam's scale_cam_image: per map, minus its min, over (1e-7 + its max),
+    then cv2.resize to size (bilinear)."""
+    import cv2
+    import numpy as np
+
+    out = []
+    for m in maps:
+        m = m - m.min()
+        m = m / (1e-7 + m.max())
+        out.append(cv2.resize(m, size) if size is not None else m)
+    return np.float32(out)
+
+
+def test_gradcam_is_the_gradient_weighted_feature_map():
+    # Selvaraju et al. 2017 / pytorch-grad-cam GradCAM: weights = spatial mean of d logit_c /
+    # d features, CAM = ReLU(sum_k w_k A_k), scaled to [0, 1] and resized to the input
+    import numpy as np
+
+    torch.manual_seed(1)
+    model = create_model("smallcnn", 3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    classes = torch.tensor([1, 2])
+    features = model.forward_features(x).detach().requires_grad_(True)
+    logits = model.classifier(features.mean(dim=(2, 3)))
+    logits[torch.arange(2), classes].sum().backward()
+    weights = features.grad.mean(dim=(2, 3), keepdim=True)
+    hand = torch.relu((weights * features).sum(dim=1)).detach().numpy()
+    hand = _scale(np.maximum(_scale(hand, (32, 32)), 0))
+    _, cams = extract(model, x, classes, "gradcam")
+    np.testing.assert_allclose(cams.numpy(), hand, atol=1e-4)
+    # each name is its own method
+    others = {m: extract(model, x, classes, m)[1] for m in ("gradcampp", "layercam", "scorecam")}
+    for name, other in others.items():
+        assert not torch.allclose(other, cams, atol=1e-3), name
+
+
+def test_extract_defaults_to_the_predicted_class_and_names_unknown_methods():
+    torch.manual_seed(2)
+    model = create_model("smallcnn", 4).eval()
+    x = torch.randn(3, 3, 32, 32)
+    logits, cams = extract(model, x)
+    _, by_prediction = logits_and_cams(model, x, logits.argmax(dim=1))
+    torch.testing.assert_close(cams, by_prediction)
+    _, grad_default = extract(model, x, None, "gradcam")
+    _, grad_pred = extract(model, x, logits.argmax(dim=1), "gradcam")
+    torch.testing.assert_close(grad_default, grad_pred)
+    with pytest.raises(ValueError, match="unknown CAM method 'cams': cam, gradcam, gradcampp"):
+        extract(model, x, None, "cams")
+    model.train()
+    extract(model, x, None, "cam")
+    assert model.training  # the flag is restored

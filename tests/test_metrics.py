@@ -167,3 +167,74 @@ def test_cutmix2019_protocol_fixes_threshold_015_and_the_largest_contour():
     assert out["loc"]["gt_known_loc@fixed"] == 100.0  # all contours: a's object box is found
     with pytest.raises(ValueError, match="unknown protocol"):
         named_protocol("cutmix2020")
+
+
+def test_protocol_validation_messages_and_normalised_fields():
+    p = Protocol(iou_thresholds=[30.0, 50, 70.0], eval_size=[224.0, 224])
+    assert p.iou_thresholds == (30, 50, 70) and p.eval_size == (224, 224)
+    assert all(type(d) is int for d in p.iou_thresholds + p.eval_size)
+    with pytest.raises(ValueError, match=r"^iou_thresholds must include 50 \(MaxBoxAcc and"):
+        Protocol(iou_thresholds=(30, 70))
+    for bad in ((0, 50), (50, 101)):
+        with pytest.raises(ValueError, match=r"^IoU thresholds are percentages in \(0, 100\]"):
+            Protocol(iou_thresholds=bad)
+    assert Protocol(iou_thresholds=(1, 50, 100)).iou_thresholds == (1, 50, 100)  # the edges
+    with pytest.raises(ValueError, match="invalid_cams must be 'error' or 'zero', not 'skip'"):
+        Protocol(invalid_cams="skip")
+
+
+def test_protocol_record_says_every_choice():
+    # what metrics.json records of the protocol: every choice, by name
+    assert Protocol().to_dict() == {
+        "cam_curve_interval": 0.001,
+        "iou_thresholds": [30, 50, 70],
+        "eval_size": [224, 224],
+        "interpolation": "cubic",
+        "normalize": True,
+        "multi_contour": False,
+        "invalid_cams": "error",
+        "name": "wsolevaluation",
+        "resize": "cv2.resize cubic, float64",
+        "iou_convention": "+1 pixel (inclusive x1, y1)",
+        "binarisation": "uint8 map > int(t * max), cv2.THRESH_BINARY",
+        "contours": "cv2.findContours RETR_TREE; box = boundingRect, x1/y1 capped at W-1/H-1",
+    }
+    record = Protocol(fixed_threshold=0.15, interpolation="linear").to_dict()
+    assert record["fixed_threshold"] == 0.15 and record["resize"] == "cv2.resize linear, float64"
+
+
+def test_evaluator_needs_something_to_evaluate_and_records_per_image_only_for_boxes():
+    gt = {"a": _gt([[10, 10, 110, 110]])}
+    with pytest.raises(ValueError, match="nothing to evaluate: enable boxes or masks"):
+        LocalizationEvaluator(gt, boxes=False, masks=False)
+    ev = LocalizationEvaluator(gt, per_image=True)
+    assert ev.boxes is not None and ev.masks is None and ev.per_image is not None
+    assert ev.protocol == Protocol()
+    assert LocalizationEvaluator(gt, per_image=False).per_image is None
+    ev = LocalizationEvaluator(gt, Protocol(cam_curve_interval=0.1), boxes=False, masks=True,
+                               per_image=True)  # fmt: skip
+    assert ev.boxes is None and ev.masks is not None and ev.per_image is None
+    assert ev.per_image_rows({}) == []
+    ev = LocalizationEvaluator(gt, Protocol(cam_curve_interval=0.1), engine="reference")
+    assert ev.boxes.engine == "reference"
+
+
+def test_ground_truth_carries_every_field_and_checks_boxes(tmp_path):
+    from wsol.data.records import DatasetSplit, ImageRecord
+    from wsol.metrics import ground_truth
+
+    rec = ImageRecord(
+        image_id="a.jpg", path=tmp_path / "a.jpg", label=3, size=(40, 30),
+        boxes=((1.0, 2.0, 10.0, 20.0), (0.0, 0.0, 5.0, 5.0)),
+        mask_paths=(tmp_path / "m.png",), ignore_path=tmp_path / "i.png",
+    )  # fmt: skip
+    g = ground_truth(DatasetSplit("X", "test", [rec]))["a.jpg"]
+    assert g.boxes.tolist() == [[1, 2, 10, 20], [0, 0, 5, 5]] and g.boxes.dtype == np.float64
+    assert (g.size, g.label) == ((40, 30), 3)
+    assert g.mask_paths == (tmp_path / "m.png",) and g.ignore_path == tmp_path / "i.png"
+    bad = ImageRecord(image_id="b.jpg", path=tmp_path / "b.jpg", label=0, size=(40, 30),
+                      boxes=((10.0, 2.0, 1.0, 20.0),))  # fmt: skip
+    with pytest.raises(ValueError, match="GT boxes of b.jpg"):
+        ground_truth(DatasetSplit("X", "test", [bad]))
+    empty = ImageRecord(image_id="c.jpg", path=tmp_path / "c.jpg", label=0, size=(4, 3))
+    assert ground_truth(DatasetSplit("X", "test", [empty]))["c.jpg"].boxes.shape == (0, 4)

@@ -172,7 +172,9 @@ def test_mix_batch_applies_each_method():
     assert torch.equal(cut.images, cutout(images, 4, _gen(5)))
     base = mix_batch(images, targets, MixingConfig("base"), _gen(6))
     assert base.lam == 1.0 and base.images is images
-    with pytest.raises(ValueError, match="unknown method 'cutpaste': base, cutmix, mixup or cutout"):
+    with pytest.raises(
+        ValueError, match="unknown method 'cutpaste': base, cutmix, mixup or cutout"
+    ):
         MixingConfig(method="cutpaste")
 
 

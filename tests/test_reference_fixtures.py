@@ -110,3 +110,68 @@ def test_the_cli_path_gives_the_references_numbers(cams, tmp_path):
         folder, FIXTURES / "masks", FIXTURES / "mask_files", protocol=PROTOCOL, progress=False
     )
     assert masks["PxAP"] == pytest.approx(EXPECTED["mask"]["PxAP"], abs=1e-9)
+
+
+def test_per_image_rows_add_up_to_the_references_metrics(cams, box_gt):
+    from wsol.localize import resize_boxes, threshold_ious_reference
+
+    ids = list(box_gt)
+    ev = LocalizationEvaluator(box_gt, PROTOCOL, per_image=True)
+    top1 = [k % 2 == 0 for k in range(len(ids))]
+    top5 = [k % 3 != 0 for k in range(len(ids))]
+    ev.update([cams[i] for i in ids], ids, top1, top5, predictions=list(range(len(ids))))
+    result = ev.compute(fixed_threshold=0.3)
+    rows = ev.per_image_rows(result)
+    assert [r["image_id"] for r in rows] == ids
+    n = len(ids)
+    # each column adds up to its metric (as the reference counts them)
+    assert sum(r["MaxBoxAcc_correct"] for r in rows) * 100.0 / n == pytest.approx(
+        EXPECTED["box"]["single"]["max_box_acc"]["50"]
+    )
+    assert np.mean([r["MaxBoxAccV2_score"] for r in rows]) == pytest.approx(EXPECTED["MaxBoxAccV2"])
+    loc = result["loc"]
+    assert sum(r["gt_known_correct"] for r in rows) * 100.0 / n == pytest.approx(
+        loc["gt_known_loc@best"]
+    )
+    both = sum(r["gt_known_correct"] and r["top1_correct"] for r in rows) * 100.0 / n
+    assert both == pytest.approx(loc["top1_loc@best"])
+    grid = PROTOCOL.thresholds
+    best, fixed = (
+        int(np.argmin(np.abs(grid - loc["best_threshold"]))),
+        int(np.argmin(np.abs(grid - 0.3))),
+    )
+    for k, (row, image_id) in enumerate(zip(rows, ids)):
+        (prepared,) = prepare_scoremaps([cams[image_id]], [image_id])
+        g = box_gt[image_id]
+        curve = threshold_ious_reference(prepared, resize_boxes(g.boxes, g.size), grid, False)
+        assert row["iou"] == pytest.approx(curve[best], abs=1e-6)
+        assert row["iou_fixed"] == pytest.approx(curve[fixed], abs=1e-6)
+        assert row["gt_known_correct"] == int(curve[best] >= 0.5)
+        assert row["threshold"] == loc["best_threshold"]
+        assert (row["top1_correct"], row["top5_correct"]) == (int(top1[k]), int(top5[k]))
+        assert row["prediction"] == k
+    no_fixed = ev.per_image_rows(ev.compute())
+    assert "iou_fixed" not in no_fixed[0]
+
+
+def test_pxap_curve_points_are_the_pixel_precision_and_recall():
+    from wsol.metrics import gt_mask
+
+    split = read_wsol_metadata(FIXTURES / "masks", mask_root=FIXTURES / "mask_files")
+    gt = ground_truth(split)
+    ids = [r.image_id for r in split.records]
+    with np.load(FIXTURES / "cams.npz") as data:
+        maps = prepare_scoremaps([data[i] for i in ids], ids)
+    acc = MaskAccumulator(gt, PROTOCOL)
+    acc.update(maps, ids)
+    curve = acc.compute()["pr_curve"]
+    masks = [gt_mask(gt[i].mask_paths, gt[i].ignore_path) for i in ids]
+    fg = np.concatenate([m[mask == 1] for m, mask in zip(maps, masks)])
+    bg = np.concatenate([m[mask == 0] for m, mask in zip(maps, masks)])
+    assert len(curve["threshold"]) == len(curve["precision"]) == len(curve["recall"]) > 100
+    assert curve["threshold"] == sorted(curve["threshold"], reverse=True)
+    for t, precision, recall in zip(curve["threshold"], curve["precision"], curve["recall"]):
+        tp, fp = np.sum(fg >= t), np.sum(bg >= t)
+        assert tp + fp > 0  # points without a prediction are left out
+        assert precision == pytest.approx(tp / (tp + fp)) and recall == pytest.approx(tp / len(fg))
+    assert curve["recall"][-1] == 1.0 and curve["threshold"][-1] == 0.0
