@@ -239,3 +239,33 @@ def test_resume_repairs_a_stale_best_and_removes_temporaries(tiny_synth, tmp_pat
     assert torch.load(run / "best.pt", weights_only=True)["epoch"] == last["epoch"]
     assert not list(run.glob(".*tmp*"))
     evaluate_checkpoint(run, tmp_path / "e", checkpoint="best", progress=False, echo=False)
+
+
+def test_resume_refuses_recipe_changes_and_records_the_allowed_ones(tiny_synth, tmp_path, capsys):
+    from wsol.cli import main
+
+    run = tmp_path / "run"
+    cfg = load_config(None, _overrides(tiny_synth, epochs=2))
+    train(cfg, run, progress=False)
+    before = (run / "config.yaml").read_text()
+    code = main(["train", "--resume", "--out", str(run), "--quiet", "optim.lr=0.5", "epochs=3"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "optim.lr 0.05 -> 0.5" in err and "Traceback" not in err
+    assert (run / "config.yaml").read_text() == before  # nothing changed, nothing trained
+    other = tmp_path / "other.yaml"
+    other.write_text("batch_size: 4\n")
+    assert main(["train", str(other), "--resume", "--out", str(run), "--quiet",
+                 *_overrides(tiny_synth, epochs=3, batch_size=4)]) == 2  # fmt: skip
+    assert "batch_size 16 -> 4" in capsys.readouterr().err
+    # extending epochs is allowed, trains the added epochs, and is recorded
+    assert main(["train", "--resume", "--out", str(run), "--quiet", "epochs=3"]) == 0
+    assert [int(r["epoch"]) for r in _log(run)] == [1, 2, 3]
+    assert load_config(run / "config.yaml").epochs == 3
+    import yaml
+
+    history = yaml.safe_load((run / "config_history.yaml").read_text())
+    assert history[0]["resumed_after_epoch"] == 2
+    assert history[0]["changes"] == [{"key": "epochs", "was": 2, "now": 3}]
+    assert main(["train", "--resume", "--out", str(run), "--quiet", "epochs=2"]) == 2
+    assert "3 epochs are already done" in capsys.readouterr().err

@@ -26,8 +26,17 @@ The results are identical to the reference path; the tests compare them on rando
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
-from numba import njit, prange
+from numba import config, njit, prange
+
+# Numba's OpenMP threading layer sets the process's OpenMP thread count to its own, which
+# PyTorch shares: after the first evaluation, training would run with other threads (and other
+# float summation orders) than before it, so a resumed or distributed run would drift from an
+# uninterrupted one. The workqueue layer leaves OpenMP alone. NUMBA_THREADING_LAYER still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    config.THREADING_LAYER = "workqueue"
 
 
 @njit(cache=True, inline="always")

@@ -528,6 +528,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"wsol: error: {_sentence(err)}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        if "timed out" not in str(err).lower() and "timeout" not in str(err).lower():
+            raise
+        print(
+            "wsol: error: a distributed collective timed out: another process stopped or is "
+            f"stuck (the wait is dist_timeout seconds). {_sentence(err).splitlines()[0]}",
+            file=sys.stderr,
+        )
+        return 3
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
         hint = f": `wsol train --resume --out {out}` continues it" if args.command == "train" else ""

@@ -67,8 +67,11 @@ class Dist:
         return self.rank == 0
 
 
-def setup_distributed(device: str = "auto") -> Dist:
-    """Read torchrun's environment; start the process group when WORLD_SIZE > 1."""
+def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> Dist:
+    """Read torchrun's environment; start the process group when WORLD_SIZE > 1.
+
+    ``timeout_s`` bounds every collective: a rank that stops or hangs makes the others fail
+    with a timeout after that long instead of waiting forever."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -84,7 +87,14 @@ def setup_distributed(device: str = "auto") -> Dist:
     else:
         dev = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        import datetime
+
+        if use_cuda:  # NCCL raises on a timed-out collective only with async error handling
+            os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo",
+            timeout=datetime.timedelta(seconds=float(timeout_s)),
+        )
     return Dist(rank, world, local_rank, dev)
 
 
@@ -337,7 +347,7 @@ def train(
     and RNG state, and training continues with the next epoch.
     """
     out = Path(out_dir)
-    d = setup_distributed(cfg.device)
+    d = setup_distributed(cfg.device, cfg.dist_timeout)
     # data first: a missing path fails before any work starts
     train_split = load_split(cfg.data, "train")
     try:
@@ -353,6 +363,8 @@ def train(
         tqdm.write(f"train: {splits['train_images']} images | val: {splits['val']}")
         if splits["val_is_test"]:
             tqdm.write("val is the test split: no best.pt is kept (it would choose on test)")
+
+    changes = resume_changes(out, cfg) if resume else []
 
     seed_everything(epoch_seed(cfg.seed, -1, 0))  # the same initial weights on every rank
     model = create_model(
@@ -394,6 +406,8 @@ def train(
             out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / "config.yaml")
             atomic_write_text(out / "splits.yaml", yaml.safe_dump(splits, sort_keys=False))
+            if changes:
+                record_changes(out, start_epoch, changes)
         log_rows = _read_log(out / "log.csv", start_epoch) if d.main else []
 
         train_model = model
@@ -560,6 +574,79 @@ def train(
         if d.world > 1:
             dist.barrier()
         return row
+
+
+#: config keys a resumed run may change: what it trains is unchanged (more epochs extend it;
+#: the rest only says where the data are or how they are read)
+RESUMABLE_KEYS = (
+    "epochs",
+    "dist_timeout",
+    "eval_every",
+    "max_steps_per_epoch",
+    "device",
+    "data.root",
+    "data.metadata",
+    "data.masks",
+    "data.annotations",
+    "data.workers",
+    "data.skip_bad_images",
+)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_changes(out: Path, cfg: TrainConfig) -> list[dict]:
+    """The changes ``cfg`` makes to the config a run was trained with (its last.pt): allowed
+    ones (``RESUMABLE_KEYS``) are returned, any other is refused before any work, so that what a
+    resumed run says it ran is what ran."""
+    ckpt_path = Path(out) / "last.pt"
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"--resume: {ckpt_path} does not exist")
+    ckpt = load_checkpoint(ckpt_path)
+    ran, done = _flatten(ckpt["config"]), ckpt["epoch"] + 1
+    now = _flatten(config_to_dict(cfg))
+    changed = [
+        {"key": k, "was": ran.get(k), "now": now.get(k)}
+        for k in sorted(set(ran) | set(now))
+        if ran.get(k) != now.get(k)
+    ]
+    refused = [c for c in changed if c["key"] not in RESUMABLE_KEYS]
+    if refused:
+        listed = "; ".join(f"{c['key']} {c['was']!r} -> {c['now']!r}" for c in refused)
+        raise ValueError(
+            f"--resume keeps the recipe a run was trained with, and these keys differ from it: "
+            f"{listed}. Resume without them (`wsol train --resume --out {out}`), or start a new "
+            f"run in another --out; a resumed run may change only {', '.join(RESUMABLE_KEYS)}"
+        )
+    epochs = [c for c in changed if c["key"] == "epochs"]
+    if epochs and epochs[0]["now"] < done:
+        raise ValueError(f"--resume with epochs={epochs[0]['now']}: {done} epochs are already done")
+    return changed
+
+
+def record_changes(out: Path, epoch: int, changes: list[dict]) -> None:
+    """Append a resume's config changes to ``RUN/config_history.yaml``."""
+    import datetime
+
+    path = Path(out) / "config_history.yaml"
+    history = yaml.safe_load(path.read_text()) if path.is_file() else None
+    history = history or []
+    history.append(
+        {
+            "resumed_after_epoch": epoch,
+            "time": datetime.datetime.now().isoformat(timespec="seconds"),
+            "changes": changes,
+        }
+    )
+    atomic_write_text(path, yaml.safe_dump(history, sort_keys=False))
 
 
 def split_record(cfg: TrainConfig, train_split, val_split) -> dict:

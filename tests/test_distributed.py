@@ -1,0 +1,91 @@
+"""torch.distributed on the CPU (gloo, 2 processes): exact resume, and no hang when a rank
+stops."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import free_port
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_evaluation_leaves_the_training_threads_alone():
+    # numba's OpenMP layer used to reset the process's OpenMP threads (shared with PyTorch), so
+    # epochs after the first evaluation ran with other summation orders than a fresh process
+    code = textwrap.dedent(
+        """
+        import numpy as np, torch
+        from wsol.metrics import BoxAccumulator, GroundTruth, Protocol
+        before = torch.get_num_threads()
+        gt = {"a": GroundTruth(np.array([[1.0, 1, 50, 50]]), (224, 224))}
+        acc = BoxAccumulator(gt, Protocol(cam_curve_interval=0.05))
+        acc.update(np.random.default_rng(0).random((1, 224, 224)), ["a"])
+        print(before, torch.get_num_threads())
+        """
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("NUMBA_THREADING_LAYER", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["1", "1"], out.stderr
+
+
+def _torchrun(*args, env=None, timeout=300):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           f"--master_port={free_port()}", "-m", "wsol.cli", *args]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
+
+
+def test_a_resumed_two_process_run_equals_an_uninterrupted_one(synth_root, tmp_path):
+    overrides = [f"data.root={synth_root}", "data.val_per_class=2", "data.resize_size=36",
+                 "data.crop_size=32", "data.workers=0", "model.name=smallcnn",
+                 "model.pretrained=null", "optim.scheduler=none", "batch_size=8", "amp=none",
+                 "device=cpu", "cam_curve_interval=0.05", "method.method=cutmix"]  # fmt: skip
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("{}\n")
+    done = _torchrun(
+        "train", str(cfg), "--out", str(tmp_path / "a"), "--quiet", *overrides, "epochs=2"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = _torchrun(
+        "train", str(cfg), "--out", str(tmp_path / "b"), "--quiet", *overrides, "epochs=1"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = _torchrun("train", "--resume", "--out", str(tmp_path / "b"), "--quiet", "epochs=2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_stopped_rank_times_out_instead_of_hanging(tmp_path):
+    script = tmp_path / "stall.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, time, torch, torch.distributed as dist
+            from wsol.train import setup_distributed
+            d = setup_distributed("cpu", timeout_s=3)
+            if d.rank == 1:
+                time.sleep(60)  # a rank that stopped answering
+            dist.all_reduce(torch.ones(1))
+            """
+        )
+    )
+    start = time.time()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           f"--master_port={free_port()}", str(script)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+    done = subprocess.run(cmd, env=env, timeout=120, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert time.time() - start < 60  # rank 0 gave up long before rank 1 woke
+    assert "timed out" in done.stderr.lower() or "timeout" in done.stderr.lower()
