@@ -276,3 +276,62 @@ def test_both_protocols_on_the_same_models_and_compare_shows_both(trained_runs, 
     ]
     assert (table["seeds"] == 1).all()  # the two protocols are never pooled as seeds
     assert "| protocol |" in (compare / "table.md").read_text()
+
+
+def test_gallery_never_overlays_an_older_evaluations_cams(trained_runs, tmp_path):
+    from wsol.gallery import _records, _scoremaps, load_eval
+
+    _, runs = trained_runs
+    shared, fresh = tmp_path / "shared", tmp_path / "fresh"
+    base = ["evaluate", "--quiet", "--workers", "0", "--cam-curve-interval", "0.05"]
+    assert main([*base, str(runs["base"]), "--out", str(shared), "--save-cams"]) == 0
+    # the cutmix model evaluated into the same folder, without saving CAMs: cams/ is stale now
+    assert main([*base, str(runs["cutmix"]), "--out", str(shared)]) == 0
+    assert main([*base, str(runs["cutmix"]), "--out", str(fresh), "--save-cams"]) == 0
+    stale_run, fresh_run = load_eval(shared), load_eval(fresh)
+    ids = fresh_run.order[:4]
+    records = _records(fresh_run, None)
+    got = _scoremaps(stale_run, ids, records)
+    want = _scoremaps(fresh_run, ids, records)
+    for i in ids:
+        np.testing.assert_allclose(got[i], want[i], atol=1e-5)
+
+
+def test_results_files_respect_the_umask(tmp_path):
+    from wsol.report import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "b.json", "{}")
+        assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_gallery_files_of_ids_that_read_alike_do_not_collide(tmp_path):
+    from PIL import Image
+
+    from wsol.gallery import build_gallery
+
+    ids = ["a/b.jpg", "a_b.jpg", "a b.jpg"]
+    meta, images, cams = tmp_path / "meta", tmp_path / "images", tmp_path / "cams"
+    meta.mkdir()
+    rng = np.random.default_rng(0)
+    for k, image_id in enumerate(ids):
+        (images / image_id).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(images / image_id)
+        (cams / image_id).parent.mkdir(parents=True, exist_ok=True)
+        np.save(cams / f"{image_id}.npy", rng.random((7, 7)) + k)
+    (meta / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    (meta / "class_labels.txt").write_text("".join(f"{i},0\n" for i in ids))
+    (meta / "image_sizes.txt").write_text("".join(f"{i},40,40\n" for i in ids))
+    (meta / "localization.txt").write_text("".join(f"{i},5,5,30,30\n" for i in ids))
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--cams", str(cams), "--metadata", str(meta), "--out", str(out),
+                 "--quiet", "--cam-curve-interval", "0.05"]) == 0  # fmt: skip
+    written = build_gallery([out], tmp_path / "g", select="random", count=3, images_root=images)
+    files = sorted((tmp_path / "g" / "images").glob("*.png"))
+    assert len(files) == 3 and written["html"].is_file()

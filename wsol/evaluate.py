@@ -343,6 +343,7 @@ def evaluate_checkpoint(
         "cam_method": cam_method,
         "checkpoint": str(Path(ckpt["path"]).resolve()),
         "epoch": epoch,
+        "saved_cams": bool(save_cams),
         "data": dataclasses.asdict(cfg.data),  # after overrides: where the images really are
     }
     if val_threshold:

@@ -135,9 +135,11 @@ def _records(run: EvalRun, images_root: Path | None):
 def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> dict[str, np.ndarray]:
     ctx = run.metrics.get("context", {})
     protocol = run.metrics["protocol"]
+    # CAMs saved by this very evaluation (an older cams/ in the folder may be another model's),
+    # or the CAM folder an `evaluate --cams` read
     folder = (
         run.folder / "cams"
-        if (run.folder / "cams").is_dir()
+        if ctx.get("saved_cams") and (run.folder / "cams").is_dir()
         else Path(ctx["cams"])
         if "cams" in ctx
         else None
@@ -221,12 +223,12 @@ def build_gallery(
     for k, run in enumerate(runs):
         maps = _scoremaps(run, ids, records, device)
         multi = run.metrics["loc"].get("contour_mode") == "multi"
-        for image_id in ids:
+        for n, image_id in enumerate(ids):
             r = records[image_id]
             gt = resize_boxes(np.asarray(r.boxes).reshape(-1, 4), r.size, size)
             pred = boxes_from_scoremap(maps[image_id], [run.threshold], multi)[0]
             picture = overlay(Image.open(r.path), maps[image_id], gt, pred)
-            file = f"images/{k}_{_safe(image_id)}.png"
+            file = f"images/{k}_{n}_{_safe(image_id)}.png"  # n: ids that read alike differ
             Image.fromarray(picture).save(out / file)
             row = run.rows[image_id]
             cells[k, image_id] = {
