@@ -73,7 +73,7 @@ def test_a_stopped_rank_times_out_instead_of_hanging(tmp_path):
         textwrap.dedent(
             """
             import os, time, torch, torch.distributed as dist
-            from wsol.train import setup_distributed
+            from wsol.runtime import setup_distributed
             d = setup_distributed("cpu", timeout_s=3)
             if d.rank == 1:
                 time.sleep(60)  # a rank that stopped answering

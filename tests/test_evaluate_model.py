@@ -298,7 +298,7 @@ def test_gallery_never_overlays_an_older_evaluations_cams(trained_runs, tmp_path
 
 
 def test_results_files_respect_the_umask(tmp_path):
-    from wsol.report import atomic_write_text
+    from wsol.runtime import atomic_write_text
 
     old = os.umask(0o022)
     try:

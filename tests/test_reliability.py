@@ -77,7 +77,7 @@ def test_an_empty_split_is_an_error_not_nan(tmp_path, capsys):
 def test_ids_that_leave_their_root_are_refused_with_file_and_line(tmp_path, capsys):
     from wsol.data import read_wsol_metadata
     from wsol.data.records import DataFormatError
-    from wsol.evaluate import cam_path
+    from wsol.rundir import cam_path
 
     meta = tmp_path / "meta"
     meta.mkdir()
@@ -192,7 +192,7 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     import torch
 
-    from wsol.train import atomic_save
+    from wsol.runtime import atomic_save
 
     path = tmp_path / "last.pt"
     atomic_save({"epoch": 1}, path)

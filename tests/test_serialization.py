@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from wsol.cli import main
+from wsol.runtime import load_checkpoint
 from wsol.serialization import load_plain
-from wsol.train import load_checkpoint
 
 
 class _Touch:

@@ -208,7 +208,7 @@ def dataclasses_missing():
 
 
 def test_a_run_folder_in_use_is_refused_with_the_holders_pid(tiny_synth, tmp_path):
-    from wsol.train import Dist, RunLock
+    from wsol.runtime import Dist, RunLock
 
     run = tmp_path / "run"
     cfg = load_config(None, _overrides(tiny_synth, epochs=1))

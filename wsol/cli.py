@@ -539,7 +539,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
-        hint = f": `wsol train --resume --out {out}` continues it" if args.command == "train" else ""
+        hint = (
+            f": `wsol train --resume --out {out}` continues it" if args.command == "train" else ""
+        )
         print(f"\nwsol: interrupted{hint}", file=sys.stderr)
         return 130
 

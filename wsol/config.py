@@ -17,6 +17,7 @@ import yaml
 
 from .mixing import MixingConfig
 from .models import list_models
+from .runtime import atomic_write_text
 
 
 @dataclass
@@ -276,6 +277,4 @@ def config_to_dict(cfg: TrainConfig) -> dict:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    from .report import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

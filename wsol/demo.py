@@ -82,7 +82,8 @@ def run_demo(
     from .evaluate import evaluate_checkpoint
     from .gallery import build_gallery
     from .report import compare_runs
-    from .train import load_checkpoint, train
+    from .runtime import load_checkpoint
+    from .train import train
 
     out = Path(out)
     start = time.time()

@@ -11,20 +11,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .data.records import leaves_root
 from .data.wsolmeta import read_wsol_metadata
 from .metrics import LocalizationEvaluator, Protocol, all_reduce_sum, ground_truth
-from .report import format_table, write_csv, write_metrics
-
-
-def cam_path(cams_dir: str | Path, image_id: str) -> Path:
-    """Where the CAM of ``image_id`` lies: ``CAM_DIR/<image_id>.npy`` (the reference layout).
-
-    An id that would leave ``CAM_DIR`` (absolute, or with ``..``) is refused: CAMs are never
-    read from or written to anywhere else."""
-    if leaves_root(image_id):
-        raise ValueError(f"image id {image_id} leaves the CAM folder {cams_dir}: refused")
-    return Path(cams_dir) / (image_id + ".npy")
+from .results import format_table, write_metrics
+from .rundir import cam_path
+from .runtime import write_csv
 
 
 def _load_cam(cams_dir: Path, image_id: str) -> np.ndarray:
@@ -313,7 +304,7 @@ def evaluate_checkpoint(
     """
     from .config import config_from_dict
     from .data.splits import load_split
-    from .train import amp_dtype, load_checkpoint_model, setup_distributed
+    from .runtime import amp_dtype, load_checkpoint_model, setup_distributed
 
     d = setup_distributed(device)
     model_path = Path(model_path)

@@ -24,6 +24,7 @@ from PIL import Image
 
 from .data.dataset import to_rgb
 from .localize import EVAL_SIZE, boxes_from_scoremap, prepare_scoremaps, resize_boxes
+from .rundir import cam_path, resolve_eval_dir
 
 SELECTIONS = ("best", "worst", "random", "class", "diff")
 
@@ -52,17 +53,6 @@ class EvalRun:
     @property
     def iou_key(self) -> str:
         return "iou_fixed" if "fixed_threshold" in self.metrics["loc"] else "iou"
-
-
-def resolve_eval_dir(path: str | Path) -> Path:
-    """An evaluation folder, given itself or a run folder holding ``eval_test``."""
-    path = Path(path)
-    if (path / "metrics.json").is_file():
-        return path
-    for name in ("eval_test", "eval_val"):
-        if (path / name / "metrics.json").is_file():
-            return path / name
-    raise FileNotFoundError(f"{path} holds no metrics.json (run `wsol evaluate` on it first)")
 
 
 def load_eval(path: str | Path) -> EvalRun:
@@ -145,21 +135,19 @@ def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> di
         else None
     )
     if folder is not None:
-        from .evaluate import cam_path
-
         raw = [np.load(cam_path(folder, i)) for i in ids]
     else:
         import torch
 
         from .cam import extract
         from .data.dataset import eval_transform
-        from .train import load_checkpoint_model
+        from .runtime import load_checkpoint_model
 
         model, cfg, _ = load_checkpoint_model(ctx["checkpoint"], device)
         transform = eval_transform(cfg["data"]["crop_size"])
-        images = torch.stack(
-            [transform(to_rgb(Image.open(records[i].path))) for i in ids]
-        ).to(device)
+        images = torch.stack([transform(to_rgb(Image.open(records[i].path))) for i in ids]).to(
+            device
+        )
         labels = torch.tensor([records[i].label for i in ids], device=device)
         _, cams = extract(model, images, labels, ctx.get("cam_method", "cam"))
         raw = list(cams.float().cpu().numpy())
@@ -333,6 +321,5 @@ __all__ = [
     "select_images",
     "overlay",
     "load_eval",
-    "resolve_eval_dir",
     "EVAL_SIZE",
 ]

@@ -15,13 +15,10 @@ from __future__ import annotations
 import csv
 import math
 import os
-import random
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -34,8 +31,20 @@ from .data.dataset import RecordDataset, collate_skipping, train_transform
 from .data.splits import NoValSplit, load_split, val_is_test, val_source
 from .mixing import MixingConfig, mix_batch, mixed_loss
 from .models import create_model
-from .report import atomic_write_text, write_csv
-from .serialization import load_plain
+from .runtime import (
+    RunLock,
+    amp_dtype,
+    atomic_save,
+    atomic_write_text,
+    clean_temporaries,
+    epoch_seed,
+    load_checkpoint,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    setup_distributed,
+    write_csv,
+)
 
 LOG_COLUMNS = (
     "epoch",
@@ -51,61 +60,6 @@ LOG_COLUMNS = (
     "val_PxAP",
     "seconds",
 )
-
-
-@dataclass
-class Dist:
-    """Where this process sits in a (possibly one-process) torch.distributed job."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> Dist:
-    """Read torchrun's environment; start the process group when WORLD_SIZE > 1.
-
-    ``timeout_s`` bounds every collective: a rank that stops or hangs makes the others fail
-    with a timeout after that long instead of waiting forever."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device cuda: PyTorch sees no GPU here (torch.cuda.is_available() is False); "
-            "use device=cpu or device=auto"
-        )
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        import datetime
-
-        if use_cuda:  # NCCL raises on a timed-out collective only with async error handling
-            os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
-        dist.init_process_group(
-            backend="nccl" if use_cuda else "gloo",
-            timeout=datetime.timedelta(seconds=float(timeout_s)),
-        )
-    return Dist(rank, world, local_rank, dev)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - the global RNG that third-party code draws from
-    torch.manual_seed(seed)
-
-
-def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    return (seed * 1_000_003 + epoch * 1_009 + rank * 7_919) % 2**31
 
 
 def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -145,12 +99,6 @@ def build_scheduler(optimizer, cfg: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(cfg, epoch))
 
 
-def amp_dtype(cfg: TrainConfig, device: torch.device):
-    if device.type != "cuda" or cfg.amp == "none":
-        return None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
-
-
 def train_step(
     model,
     images: torch.Tensor,
@@ -180,72 +128,6 @@ def train_step(
     return loss.detach(), correct
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """A wsol checkpoint, read with ``weights_only=True`` (:func:`wsol.serialization.load_plain`:
-    never code); anything else is refused with a sentence naming the file."""
-    ckpt = load_plain(path, map_location, "checkpoint")
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"{path} is not a wsol checkpoint (no model and config in it)")
-    return ckpt
-
-
-class RunLock:
-    """An exclusive lock on a run folder (``RUN/.lock``, ``fcntl.flock``) for as long as a
-    training writes into it; a second training into the same folder stops with the holder's pid.
-    The lock dies with its process, so a killed run leaves nothing to clean up. Under
-    torch.distributed, rank 0 takes it and every rank learns the outcome."""
-
-    def __init__(self, out: Path, d: Dist):
-        self.out, self.d, self.file = Path(out), d, None
-
-    def __enter__(self) -> RunLock:
-        error = None
-        if self.d.main:
-            error = self._acquire()
-        if self.d.world > 1:
-            box = [error]
-            dist.broadcast_object_list(box, src=0)
-            error = box[0]
-        if error:
-            raise FileExistsError(error)
-        return self
-
-    def _acquire(self) -> str | None:
-        import fcntl
-        import socket
-
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.out / ".lock", "a+")  # noqa: SIM115 - held until __exit__
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
-            self.file.close()
-            self.file = None
-            return (
-                f"run folder {self.out} is in use by {holder}: wait for it to finish, or "
-                "choose another --out"
-            )
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        self.file.flush()
-        return None
-
-    def __exit__(self, *exc) -> None:
-        if self.file is not None:
-            self.file.close()  # closing releases the flock
-            self.file = None
-
-
-def clean_temporaries(out: Path) -> None:
-    """Remove the temporary files that a killed checkpoint write leaves (``.last.pt.tmp*``);
-    called with the run folder locked, so no other process is writing them."""
-    for tmp in Path(out).glob(".*.pt.tmp*"):
-        tmp.unlink(missing_ok=True)
-
-
 def repair_best(out: Path, ckpt: dict) -> None:
     """Make best.pt agree with last.pt after a kill between their writes: when last.pt says
     that its own epoch is the best, best.pt must hold that epoch too."""
@@ -258,49 +140,6 @@ def repair_best(out: Path, ckpt: dict) -> None:
     tmp = out / f".best.pt.tmp{os.getpid()}"
     shutil.copyfile(out / "last.pt", tmp)
     os.replace(tmp, path)
-
-
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over ``path``: a crash,
-    a kill or a full disk leaves the previous file whole."""
-    import errno
-
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        no_space = getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err)
-        if no_space:
-            raise ValueError(
-                f"no space left on the device while writing {path}; the previous "
-                f"{path.name} is kept: free some space, then `wsol train --resume`"
-            ) from None
-        raise
-
-
-def _rng_state() -> dict:
-    """Every RNG's state as plain data (ints, lists, tensors), so that checkpoints load with
-    ``weights_only=True``."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
-    state = {
-        "python": random.getstate(),
-        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))  # noqa: NPY002
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _unwrap(model):
@@ -395,7 +234,7 @@ def train(
             if scaler is not None and ckpt.get("scaler"):
                 scaler.load_state_dict(ckpt["scaler"])
             start_epoch, best = ckpt["epoch"] + 1, ckpt.get("best")
-            _set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"])
             if d.main:
                 repair_best(out, ckpt)
         elif (out / "last.pt").exists():  # every rank stops, none waits for the others
@@ -553,7 +392,7 @@ def train(
                     "scaler": scaler.state_dict() if scaler is not None else None,
                     "epoch": epoch,
                     "best": best,
-                    "rng": _rng_state(),
+                    "rng": rng_state(),
                     "config": config_to_dict(cfg),
                     "num_classes": num_classes,
                     "class_names": train_split.class_names,
@@ -657,59 +496,3 @@ def split_record(cfg: TrainConfig, train_split, val_split) -> dict:
         "val_images": len(val_split) if val_split is not None else 0,
         "val_is_test": val_split is not None and val_is_test(cfg.data),
     }
-
-
-CHECKPOINTS = ("last", "best")
-
-
-def checkpoint_path(path: str | Path, which: str = "last") -> Path:
-    """The checkpoint file of a run folder (``RUN/last.pt`` or ``RUN/best.pt``), or ``path``
-    itself when it is a file. ``last`` is the default, as the reference reports the last
-    checkpoint (wsolevaluation ``--eval_checkpoint_type last``)."""
-    if which not in CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {which!r}")
-    path = Path(path)
-    if path.is_dir():
-        file = path / f"{which}.pt"
-        if which == "best" and not file.is_file() and (path / "last.pt").is_file():
-            splits = load_checkpoint(path / "last.pt").get("splits", {})
-            if splits.get("val_is_test"):
-                raise ValueError(
-                    f"{path}: --checkpoint best is refused: this run's val split is its test "
-                    f"split ({splits['val']}), so a best checkpoint would be chosen on the test "
-                    "set. Evaluate the last checkpoint, or train with a separate val split "
-                    "(data.metadata with wsolevaluation's ILSVRC val)"
-                )
-            raise FileNotFoundError(f"{path} holds no best.pt (it had no val split to choose on)")
-        if not file.is_file():
-            raise FileNotFoundError(f"{path} holds no {which}.pt")
-        if which == "best" and (path / "last.pt").is_file():
-            chosen = (load_checkpoint(path / "last.pt").get("best") or {}).get("epoch")
-            held = load_checkpoint(file).get("epoch", -1) + 1
-            if chosen is not None and chosen != held:
-                raise ValueError(
-                    f"{file} holds epoch {held}, but the best epoch was {chosen} (the run was "
-                    f"killed between two writes): `wsol train --resume --out {path}` repairs it"
-                )
-        return file
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return path
-
-
-def load_checkpoint_model(
-    path: str | Path, device: torch.device | str = "cpu", which: str = "last"
-):
-    """(model, config dict, checkpoint) from a run folder (its ``which``.pt) or a .pt file."""
-    path = checkpoint_path(path, which)
-    ckpt = load_checkpoint(path)
-    ckpt["path"] = str(path)
-    cfg = ckpt["config"]
-    model = create_model(
-        cfg["model"]["name"],
-        ckpt["num_classes"],
-        pretrained=None,
-        large_feature_map=cfg["model"].get("large_feature_map", False),
-    )
-    model.load_state_dict(ckpt["model"])
-    return model.to(device), cfg, ckpt

@@ -64,7 +64,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(RuntimeError, ValueError):
     """An image file could not be read; the message names the file."""
 
 

@@ -1,0 +1,88 @@
+"""Results on disk: ``metrics.json`` (everything) and a tidy ``metrics.csv`` (one row per
+metric), and the short table printed after an evaluation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from .runtime import atomic_write_text, write_csv
+
+CONTEXT_COLUMNS = ("run", "dataset", "split", "backbone", "method", "seed", "cam_method")
+
+
+PROTOCOL_COLUMNS = ("protocol", "cam_curve_interval", "iou_thresholds", "contour_mode", "eval_size")
+
+
+def flatten_metrics(result: Mapping) -> dict[str, float]:
+    """The scalar metrics of an evaluation result, by name (percent, thresholds in [0, 1])."""
+    rows: dict[str, float] = {}
+    for key in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP"):
+        if key in result:
+            rows[key] = result[key]
+    for mode, per_iou in result.get("box", {}).items():
+        for d, values in per_iou.items():
+            rows[f"MaxBoxAcc@{d}/{mode}"] = values["max_box_acc"]
+            rows[f"best_threshold@{d}/{mode}"] = values["best_threshold"]
+    for key, value in result.get("loc", {}).items():
+        if isinstance(value, (int, float)):
+            rows[key] = value
+    for key, value in result.get("classification", {}).items():
+        rows[key] = value
+    return rows
+
+
+def metrics_table(result: Mapping, context: Mapping | None = None) -> list[dict]:
+    """Tidy rows: one per metric, with the run context and the protocol settings."""
+    context = dict(context or {})
+    protocol = result.get("protocol", {})
+    base = {c: context.get(c, "") for c in CONTEXT_COLUMNS}
+    base.update(
+        protocol=protocol.get("name", "wsolevaluation"),
+        cam_curve_interval=protocol.get("cam_curve_interval", ""),
+        iou_thresholds=" ".join(str(d) for d in protocol.get("iou_thresholds", [])),
+        contour_mode="multi" if protocol.get("multi_contour") else "single",
+        eval_size="x".join(str(v) for v in protocol.get("eval_size", [])),
+    )
+    return [
+        {**base, "metric": name, "value": value} for name, value in flatten_metrics(result).items()
+    ]
+
+
+def write_metrics(
+    out_dir: str | Path, result: Mapping, context: Mapping | None = None
+) -> tuple[Path, Path]:
+    """Write ``metrics.json`` (result + context) and ``metrics.csv`` (tidy) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"context": dict(context or {}), **result}
+    atomic_write_text(out / "metrics.json", json.dumps(payload, indent=1) + "\n")
+    columns = [*CONTEXT_COLUMNS, "metric", "value", *PROTOCOL_COLUMNS]
+    write_csv(out / "metrics.csv", metrics_table(result, context), columns)
+    return out / "metrics.json", out / "metrics.csv"
+
+
+def format_table(result: Mapping) -> str:
+    """A short human-readable table of the headline metrics."""
+    rows = flatten_metrics(result)
+    order = [
+        "top1_acc",
+        "top5_acc",
+        "MaxBoxAcc",
+        "MaxBoxAccV2",
+        *[k for k in rows if k.startswith("MaxBoxAcc@")],
+        *[k for k in rows if k.endswith("@best") or k.endswith("@fixed")],
+        "best_threshold",
+        "fixed_threshold",
+        "PxAP",
+    ]
+    seen, lines = set(), []
+    width = max((len(k) for k in rows), default=10)
+    for key in order:
+        if key in rows and key not in seen:
+            seen.add(key)
+            value = rows[key]
+            text = f"{value:.4f}" if "threshold" in key else f"{value:.2f}"
+            lines.append(f"{key:<{width}}  {text}")
+    return "\n".join(lines)
