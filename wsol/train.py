@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,6 +32,7 @@ from .data.dataset import RecordDataset, collate_skipping, train_transform
 from .data.splits import NoValSplit, load_split, val_is_test, val_source
 from .mixing import MixingConfig, mix_batch, mixed_loss
 from .models import create_model
+from .rundir import RunDir
 from .runtime import (
     RunLock,
     amp_dtype,
@@ -177,6 +179,192 @@ def _select_score(cfg: TrainConfig, val: dict | None) -> tuple[str, float] | Non
     return metric, float(value)
 
 
+def make_loader(dataset, cfg: TrainConfig, d, epoch: int, seed: int) -> DataLoader:
+    """The training loader of one epoch: shuffled by (seed, epoch), sharded under DDP."""
+    if d.world > 1:
+        sampler = DistributedSampler(
+            dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed
+        )
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.data.workers,
+        collate_fn=collate_skipping,
+        pin_memory=d.device.type == "cuda",
+        drop_last=False,  # as the reference's DataLoader: the last, smaller batch trains too
+        persistent_workers=False,
+    )
+
+
+def train_one_epoch(
+    model,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    d,
+    generator: torch.Generator,
+    scaler=None,
+    dtype=None,
+    progress: bool = True,
+    desc: str = "epoch",
+) -> dict:
+    """One pass over ``loader``; returns loss, accuracy, images and skipped images summed over
+    every process, and the seconds it took."""
+    memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
+    model.train()
+    steps = (
+        len(loader) if cfg.max_steps_per_epoch <= 0 else min(len(loader), cfg.max_steps_per_epoch)
+    )
+    loss_sum = torch.zeros((), device=d.device)
+    correct_sum = torch.zeros((), device=d.device, dtype=torch.long)
+    seen = skipped = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, unit="batch", disable=not (progress and d.main))
+    for step, (images, targets, _, n_skipped) in enumerate(loader):
+        if step >= steps:
+            break
+        skipped += n_skipped
+        if images is None:
+            continue
+        images = images.to(d.device, non_blocking=True, memory_format=memory_format)
+        targets = targets.to(d.device, non_blocking=True)
+        loss, correct = train_step(
+            model,
+            images,
+            targets,
+            optimizer,
+            cfg.method,
+            generator,
+            scaler,
+            dtype,
+            cfg.optim.label_smoothing,
+        )
+        loss_sum += loss * len(targets)
+        correct_sum += correct
+        seen += len(targets)
+        if d.main and (step % 10 == 0 or step == steps - 1):
+            rate = seen * d.world / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.3f}", img_s=f"{rate:.0f}")
+        bar.update()
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    totals = torch.tensor([loss_sum.item(), correct_sum.item(), seen, skipped], dtype=torch.float64)
+    if d.world > 1:
+        totals = totals.to(d.device)
+        dist.all_reduce(totals)
+        totals = totals.cpu()
+    loss_total, correct_total, seen_total, skipped_total = totals.tolist()
+    return {
+        "loss": loss_total / max(seen_total, 1),
+        "acc": 100.0 * correct_total / max(seen_total, 1),
+        "images": int(seen_total),
+        "skipped": int(skipped_total),
+        "seconds": elapsed,
+        "finite": math.isfinite(loss_total),
+    }
+
+
+def validate(model, val_split, cfg: TrainConfig, d, dtype=None) -> dict:
+    """Classification and localization on the val split, at the config's threshold step."""
+    from .evaluate import evaluate_model
+    from .metrics import Protocol
+
+    return evaluate_model(
+        model,
+        val_split,
+        Protocol(cam_curve_interval=cfg.cam_curve_interval),
+        device=d.device,
+        crop_size=cfg.data.crop_size,
+        batch_size=cfg.batch_size,
+        workers=cfg.data.workers,
+        amp_dtype=dtype,
+        per_image=False,
+        progress=False,
+    )
+
+
+def log_row(epoch: int, stats: dict, lr: float, val: dict | None) -> dict:
+    """One row of ``log.csv`` (``LOG_COLUMNS``)."""
+    return {
+        "epoch": epoch + 1,
+        "train_loss": stats["loss"],
+        "train_acc": stats["acc"],
+        "train_images": stats["images"],
+        "lr": lr,
+        "images_per_s": stats["images"] / max(stats["seconds"], 1e-9),
+        "skipped_images": stats["skipped"],
+        "val_top1_acc": val["classification"]["top1_acc"] if val else "",
+        "val_MaxBoxAcc": val.get("MaxBoxAcc", "") if val else "",
+        "val_MaxBoxAccV2": val.get("MaxBoxAccV2", "") if val else "",
+        "val_PxAP": val.get("PxAP", "") if val else "",
+        "seconds": stats["seconds"],
+    }
+
+
+def _epoch_line(row: dict) -> str:
+    text = (
+        f"epoch {row['epoch']}: loss {row['train_loss']:.4f} acc {row['train_acc']:.1f} "
+        f"{row['images_per_s']:.0f} img/s"
+    )
+    if row["val_top1_acc"] != "":
+        text += f" | val top-1 {row['val_top1_acc']:.1f}"
+        if row["val_MaxBoxAccV2"] != "":
+            text += f" MaxBoxAccV2 {row['val_MaxBoxAccV2']:.1f}"
+    if row["skipped_images"]:
+        text += f" | skipped {row['skipped_images']} unreadable images"
+    return text
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds, in one place: what trains and where it stands."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    epoch: int = -1  # the last finished epoch (0-based); -1: none yet
+    best: dict | None = None
+
+    def load(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.best = ckpt["epoch"], ckpt.get("best")
+        set_rng_state(ckpt["rng"])
+
+    def checkpoint(self, **extra) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": self.epoch,
+            "best": self.best,
+            "rng": rng_state(),
+            **extra,
+        }
+
+
+def _load_splits(cfg: TrainConfig):
+    """(train, val or None): the data first, so a missing path fails before any work."""
+    train_split = load_split(cfg.data, "train")
+    try:
+        val_split = load_split(cfg.data, "val")
+    except NoValSplit:
+        val_split = None
+    if not train_split.records:
+        raise ValueError(f"the train split of {cfg.data.root} is empty")
+    _check_select_metric(cfg, val_split)
+    return train_split, val_split
+
+
 def train(
     cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> dict:
@@ -185,30 +373,20 @@ def train(
     With ``resume``, ``out_dir/last.pt`` restores model, optimizer, scheduler, scaler, epoch
     and RNG state, and training continues with the next epoch.
     """
-    out = Path(out_dir)
+    run = RunDir(out_dir)
     d = setup_distributed(cfg.device, cfg.dist_timeout)
-    # data first: a missing path fails before any work starts
-    train_split = load_split(cfg.data, "train")
-    try:
-        val_split = load_split(cfg.data, "val")
-    except NoValSplit:
-        val_split = None
-    if not train_split.records:
-        raise ValueError(f"the train split of {cfg.data.root} is empty")
-    num_classes = train_split.num_classes
-    _check_select_metric(cfg, val_split)
+    train_split, val_split = _load_splits(cfg)
     splits = split_record(cfg, train_split, val_split)
     if d.main and progress:
         tqdm.write(f"train: {splits['train_images']} images | val: {splits['val']}")
         if splits["val_is_test"]:
             tqdm.write("val is the test split: no best.pt is kept (it would choose on test)")
-
-    changes = resume_changes(out, cfg) if resume else []
+    changes = resume_changes(run.path, cfg) if resume else []
 
     seed_everything(epoch_seed(cfg.seed, -1, 0))  # the same initial weights on every rank
     model = create_model(
         cfg.model.name,
-        num_classes,
+        train_split.num_classes,
         cfg.model.pretrained,
         cfg.model.large_feature_map,
         cfg.model.keep_pretrained_classifier,
@@ -216,38 +394,28 @@ def train(
     memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg)
     dtype = amp_dtype(cfg, d.device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    state = TrainState(model, optimizer, build_scheduler(optimizer, cfg), scaler)
 
-    with RunLock(out, d):
-        clean_temporaries(out)
-        start_epoch, best = 0, None
+    with RunLock(run.path, d):
+        clean_temporaries(run.path)
         if resume:
-            ckpt_path = out / "last.pt"
-            if not ckpt_path.is_file():
-                raise FileNotFoundError(f"--resume: {ckpt_path} does not exist")
-            ckpt = load_checkpoint(ckpt_path, map_location=d.device)
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            if scaler is not None and ckpt.get("scaler"):
-                scaler.load_state_dict(ckpt["scaler"])
-            start_epoch, best = ckpt["epoch"] + 1, ckpt.get("best")
-            set_rng_state(ckpt["rng"])
+            state.load(load_checkpoint(run.checkpoint("last"), map_location=d.device))
             if d.main:
-                repair_best(out, ckpt)
-        elif (out / "last.pt").exists():  # every rank stops, none waits for the others
+                repair_best(run.path, {"epoch": state.epoch, "best": state.best})
+        elif run.checkpoint("last").exists():  # every rank stops, none waits for the others
             raise FileExistsError(
-                f"{out} already holds a run; pass --resume to continue it or choose another --out"
+                f"{run.path} already holds a run; pass --resume to continue it or choose "
+                "another --out"
             )
         if d.main:
-            out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, out / "config.yaml")
-            atomic_write_text(out / "splits.yaml", yaml.safe_dump(splits, sort_keys=False))
+            run.path.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run.config)
+            atomic_write_text(run.splits, yaml.safe_dump(splits, sort_keys=False))
             if changes:
-                record_changes(out, start_epoch, changes)
-        log_rows = _read_log(out / "log.csv", start_epoch) if d.main else []
+                record_changes(run.path, state.epoch + 1, changes)
+        log_rows = _read_log(run.log, state.epoch + 1) if d.main else []
 
         train_model = model
         if d.world > 1:
@@ -259,157 +427,55 @@ def train(
             train_transform(cfg.data.resize_size, cfg.data.crop_size),
             cfg.data.skip_bad_images,
         )
-
+        extra = {
+            "config": config_to_dict(cfg),
+            "num_classes": train_split.num_classes,
+            "class_names": train_split.class_names,
+            "splits": splits,
+        }
         row: dict = {}
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(state.epoch + 1, cfg.epochs):
             seed = epoch_seed(cfg.seed, epoch, d.rank)
             seed_everything(seed)
-            if d.world > 1:
-                sampler = DistributedSampler(
-                    dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed
-                )
-                sampler.set_epoch(epoch)
-            else:
-                sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-            loader = DataLoader(
-                dataset,
-                batch_size=cfg.batch_size,
-                sampler=sampler,
-                num_workers=cfg.data.workers,
-                collate_fn=collate_skipping,
-                pin_memory=d.device.type == "cuda",
-                drop_last=False,  # as the reference's DataLoader: the last, smaller batch trains too
-                persistent_workers=False,
+            loader = make_loader(dataset, cfg, d, epoch, seed)
+            stats = train_one_epoch(
+                train_model,
+                loader,
+                optimizer,
+                cfg,
+                d,
+                torch.Generator().manual_seed(seed),
+                scaler,
+                dtype,
+                progress,
+                f"epoch {epoch + 1}/{cfg.epochs}",
             )
-            mixing_gen = torch.Generator().manual_seed(seed)
-            train_model.train()
-            steps = (
-                len(loader)
-                if cfg.max_steps_per_epoch <= 0
-                else min(len(loader), cfg.max_steps_per_epoch)
-            )
-            loss_sum = torch.zeros((), device=d.device)
-            correct_sum = torch.zeros((), device=d.device, dtype=torch.long)
-            seen = skipped = 0
-            t0 = time.perf_counter()
-            bar = tqdm(
-                total=steps,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                unit="batch",
-                disable=not (progress and d.main),
-            )
-            for step, (images, targets, _, n_skipped) in enumerate(loader):
-                if step >= steps:
-                    break
-                skipped += n_skipped
-                if images is None:
-                    continue
-                images = images.to(d.device, non_blocking=True, memory_format=memory_format)
-                targets = targets.to(d.device, non_blocking=True)
-                loss, correct = train_step(
-                    train_model,
-                    images,
-                    targets,
-                    optimizer,
-                    cfg.method,
-                    mixing_gen,
-                    scaler,
-                    dtype,
-                    cfg.optim.label_smoothing,
-                )
-                loss_sum += loss * len(targets)
-                correct_sum += correct
-                seen += len(targets)
-                if d.main and (step % 10 == 0 or step == steps - 1):
-                    rate = seen * d.world / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(
-                        loss=f"{loss_sum.item() / max(seen, 1):.3f}", img_s=f"{rate:.0f}"
-                    )
-                bar.update()
-            bar.close()
-            elapsed = time.perf_counter() - t0
-            totals = torch.tensor(
-                [loss_sum.item(), correct_sum.item(), seen, skipped], dtype=torch.float64
-            )
-            if d.world > 1:
-                totals = totals.to(d.device)
-                dist.all_reduce(totals)
-                totals = totals.cpu()
-            loss_total, correct_total, seen_total, skipped_total = totals.tolist()
-            if not math.isfinite(loss_total):
+            if not stats["finite"]:
                 raise FloatingPointError(
                     f"epoch {epoch + 1}: the training loss is not finite; lower optim.lr"
                 )
             lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-
-            val = None
-            if val_split is not None and (
-                (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs
-            ):
-                from .evaluate import evaluate_model
-                from .metrics import Protocol
-
-                val = evaluate_model(
-                    model,
-                    val_split,
-                    Protocol(cam_curve_interval=cfg.cam_curve_interval),
-                    device=d.device,
-                    crop_size=cfg.data.crop_size,
-                    batch_size=cfg.batch_size,
-                    workers=cfg.data.workers,
-                    amp_dtype=dtype,
-                    per_image=False,
-                    progress=False,
-                )
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": loss_total / max(seen_total, 1),
-                "train_acc": 100.0 * correct_total / max(seen_total, 1),
-                "train_images": int(seen_total),
-                "lr": lr,
-                "images_per_s": seen_total / max(elapsed, 1e-9),
-                "skipped_images": int(skipped_total),
-                "val_top1_acc": val["classification"]["top1_acc"] if val else "",
-                "val_MaxBoxAcc": val.get("MaxBoxAcc", "") if val else "",
-                "val_MaxBoxAccV2": val.get("MaxBoxAccV2", "") if val else "",
-                "val_PxAP": val.get("PxAP", "") if val else "",
-                "seconds": elapsed,
-            }
+            state.scheduler.step()
+            due = (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs
+            val = (
+                validate(model, val_split, cfg, d, dtype) if val_split is not None and due else None
+            )
+            row = log_row(epoch, stats, lr, val)
             score = None if splits["val_is_test"] else _select_score(cfg, val)
-            is_best = score is not None and (best is None or score[1] > best["value"])
+            is_best = score is not None and (state.best is None or score[1] > state.best["value"])
+            state.epoch = epoch
             if is_best:
-                best = {"metric": score[0], "value": score[1], "epoch": epoch + 1}
+                state.best = {"metric": score[0], "value": score[1], "epoch": epoch + 1}
             if d.main:
                 log_rows.append(row)
-                write_csv(
-                    out / "log.csv", log_rows, list(LOG_COLUMNS)
-                )  # the log first: a resume drops rows past last.pt
-                state = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "epoch": epoch,
-                    "best": best,
-                    "rng": rng_state(),
-                    "config": config_to_dict(cfg),
-                    "num_classes": num_classes,
-                    "class_names": train_split.class_names,
-                    "splits": splits,
-                }
-                atomic_save(state, out / "last.pt")
+                # the log first: a resume drops rows past last.pt
+                write_csv(run.log, log_rows, list(LOG_COLUMNS))
+                checkpoint = state.checkpoint(**extra)
+                atomic_save(checkpoint, run.checkpoint("last"))
                 if is_best:
-                    atomic_save(state, out / "best.pt")
-                text = f"epoch {epoch + 1}: loss {row['train_loss']:.4f} acc {row['train_acc']:.1f} {row['images_per_s']:.0f} img/s"
-                if val:
-                    text += f" | val top-1 {row['val_top1_acc']:.1f}"
-                    if row["val_MaxBoxAccV2"] != "":
-                        text += f" MaxBoxAccV2 {row['val_MaxBoxAccV2']:.1f}"
-                if skipped_total:
-                    text += f" | skipped {int(skipped_total)} unreadable images"
+                    atomic_save(checkpoint, run.checkpoint("best"))
                 if progress:
-                    tqdm.write(text)
+                    tqdm.write(_epoch_line(row))
         if d.world > 1:
             dist.barrier()
         return row
