@@ -292,20 +292,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wsol",
-        description="Weakly supervised object localization: train CutMix and baseline classifiers, "
-        "extract CAMs and measure localization with the wsolevaluation protocol.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    data = sub.add_parser("data", help="create, convert and check data sets")
-    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-
-    p = dsub.add_parser(
-        "synth", help="write the synthetic WSOL data set in the CUB-200-2011 layout"
-    )
+def _add_data_synth(sub) -> None:
+    p = sub.add_parser("synth", help="write the synthetic WSOL data set in the CUB-200-2011 layout")
     p.add_argument("out", type=Path, help="output folder (a CUB root)")
     p.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
     p.add_argument("--train", type=int, default=1000, help="training images (default 1000)")
@@ -320,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_synth)
 
-    p = dsub.add_parser(
+
+def _add_data_check(sub) -> None:
+    p = sub.add_parser(
         "check",
         help="validate a data set and report every problem with file and line (never modifies it)",
         description="Validate a CUB-200-2011 root, a wsolevaluation metadata folder or an ImageNet root. "
@@ -347,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_check)
 
-    p = dsub.add_parser(
+
+def _add_data_convert(sub) -> None:
+    p = sub.add_parser(
         "convert",
         help="convert CUB-200-2011 (native) to the wsolevaluation metadata layout",
         description="Writes OUT/CUB/{train,val,test}: val holds VAL_PER_CLASS training images per class "
@@ -363,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_data_convert)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="evaluate a model or a folder of CAMs with the wsolevaluation metrics",
@@ -434,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_protocol_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a classifier (base, CutMix, Mixup, Cutout) from a YAML config",
@@ -457,10 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
+
+def _add_models(sub) -> None:
     p = sub.add_parser("models", help="list the registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*'")
     p.set_defaults(func=cmd_models)
 
+
+def _add_gallery(sub) -> None:
     p = sub.add_parser(
         "gallery",
         help="render CAM overlay galleries (PNG grid and offline HTML page)",
@@ -485,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="device for recomputing CAMs (default cpu)")
     p.set_defaults(func=cmd_gallery)
 
+
+def _add_compare(sub) -> None:
     p = sub.add_parser(
         "compare",
         help="join runs into one table with curves and confidence intervals",
@@ -498,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_compare)
 
+
+def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="generate synthetic data, train base and CutMix on the CPU, evaluate and compare",
@@ -511,6 +515,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's 12)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsol",
+        description="Weakly supervised object localization: train CutMix and baseline classifiers, "
+        "extract CAMs and measure localization with the wsolevaluation protocol.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = sub.add_parser("data", help="create, convert and check data sets")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    _add_data_synth(dsub)
+    _add_data_check(dsub)
+    _add_data_convert(dsub)
+    _add_evaluate(sub)
+    _add_train(sub)
+    _add_models(sub)
+    _add_gallery(sub)
+    _add_compare(sub)
+    _add_demo(sub)
     return parser
 
 

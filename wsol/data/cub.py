@@ -106,15 +106,7 @@ def read_cub(
         log.add(root / "classes.txt", None, "class ids must be 1..K without gaps")
     class_names = [classes[i][1][0] for i in class_ids]
 
-    for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", is_train)):
-        for image_id, (number, _) in table.items():
-            if image_id not in images:
-                log.add(root / name, number, f"image id {image_id} is not in images.txt")
-    for image_id, rows in boxes.items():
-        if image_id not in images:
-            log.add(
-                root / "bounding_boxes.txt", rows[0][0], f"image id {image_id} is not in images.txt"
-            )
+    _check_ids(root, images, labels, is_train, boxes, log)
 
     records = []
     seen_names: dict[str, int] = {}
@@ -132,63 +124,16 @@ def read_cub(
         if leaves_root(name) and not allow_outside_root:
             log.add(root / "images.txt", number, outside_root_message("image", name))
             continue
-        ok = True
-        if image_id not in labels:
-            log.add(root / "image_class_labels.txt", None, f"image id {image_id} has no label")
-            ok = False
-        elif classes and labels[image_id][1][0] not in classes:
-            log.add(
-                root / "image_class_labels.txt",
-                labels[image_id][0],
-                f"class id {labels[image_id][1][0]} out of range 1..{len(classes)}",
-            )
-            ok = False
-        train_flag = None
-        if image_id not in is_train:
-            log.add(root / "train_test_split.txt", None, f"image id {image_id} has no split")
-            ok = False
-        else:
-            split_line, (train_flag,) = is_train[image_id]
-            if train_flag not in (0, 1):
-                log.add(
-                    root / "train_test_split.txt",
-                    split_line,
-                    f"is_training_image must be 0 or 1, not {train_flag}",
-                )
-                ok = False
+        ok, train_flag = _label_and_split(root, image_id, labels, classes, is_train, log)
         if ok and (split == "train" and train_flag != 1 or split == "test" and train_flag != 0):
             continue
         path = root / "images" / name
         size = None
         if read_sizes:
-            try:
-                size = image_size(path)
-            except FileNotFoundError:
-                log.add(root / "images.txt", number, f"image file {path} is missing")
-                ok = False
-            except Exception as err:  # noqa: BLE001 - PIL raises several kinds for broken files
-                log.add(root / "images.txt", number, f"image file {path} is unreadable: {err}")
-                ok = False
-        record_boxes = []
-        for box_line, (x, y, w, h) in boxes.get(image_id, []):
-            if w < 0 or h < 0:
-                log.add(
-                    root / "bounding_boxes.txt",
-                    box_line,
-                    f"negative box width or height ({w}, {h})",
-                )
-                ok = False
-                continue
-            box = (x, y, x + w, y + h)
-            if size is not None and not box_inside(box, size):
-                log.add(
-                    root / "bounding_boxes.txt",
-                    box_line,
-                    f"box {box} lies outside the {size[0]}x{size[1]} image {name}",
-                )
-                ok = False
-            record_boxes.append(box)
-        if not ok:
+            size = _read_size(root, path, number, log)
+            ok = ok and size is not None
+        record_boxes, boxes_ok = _record_boxes(root, name, boxes.get(image_id, []), size, log)
+        if not (ok and boxes_ok):
             continue
         seg = seg_root / (str(Path(name).with_suffix(".png")))
         masks = (seg,) if seg.is_file() else ()
@@ -204,6 +149,79 @@ def read_cub(
         )
     name = "SYNTH" if (root / "synth.json").is_file() else "CUB"  # the synthetic set says so
     return DatasetSplit(name=name, split=split, records=records, class_names=class_names, root=root)
+
+
+def _check_ids(root: Path, images: dict, labels: dict, is_train: dict, boxes: dict, log) -> None:
+    """Every id of the label, split and box files must be an image of images.txt."""
+    for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", is_train)):
+        for image_id, (number, _) in table.items():
+            if image_id not in images:
+                log.add(root / name, number, f"image id {image_id} is not in images.txt")
+    for image_id, rows in boxes.items():
+        if image_id not in images:
+            log.add(
+                root / "bounding_boxes.txt", rows[0][0], f"image id {image_id} is not in images.txt"
+            )
+
+
+def _label_and_split(root: Path, image_id, labels, classes, is_train, log):
+    """(ok, is_training_image flag) of one image, each problem logged with its line."""
+    ok = True
+    if image_id not in labels:
+        log.add(root / "image_class_labels.txt", None, f"image id {image_id} has no label")
+        ok = False
+    elif classes and labels[image_id][1][0] not in classes:
+        log.add(
+            root / "image_class_labels.txt",
+            labels[image_id][0],
+            f"class id {labels[image_id][1][0]} out of range 1..{len(classes)}",
+        )
+        ok = False
+    if image_id not in is_train:
+        log.add(root / "train_test_split.txt", None, f"image id {image_id} has no split")
+        return False, None
+    split_line, (train_flag,) = is_train[image_id]
+    if train_flag not in (0, 1):
+        log.add(
+            root / "train_test_split.txt",
+            split_line,
+            f"is_training_image must be 0 or 1, not {train_flag}",
+        )
+        ok = False
+    return ok, train_flag
+
+
+def _read_size(root: Path, path: Path, number: int, log) -> tuple[int, int] | None:
+    """The (width, height) of an image from its header, or None with the problem logged."""
+    try:
+        return image_size(path)
+    except FileNotFoundError:
+        log.add(root / "images.txt", number, f"image file {path} is missing")
+    except Exception as err:  # noqa: BLE001 - PIL raises several kinds for broken files
+        log.add(root / "images.txt", number, f"image file {path} is unreadable: {err}")
+    return None
+
+
+def _record_boxes(root: Path, name: str, rows, size, log) -> tuple[list, bool]:
+    """An image's boxes ``x y w h`` as (x0, y0, x1, y1), and whether they were all valid."""
+    ok, out = True, []
+    for box_line, (x, y, w, h) in rows:
+        if w < 0 or h < 0:
+            log.add(
+                root / "bounding_boxes.txt", box_line, f"negative box width or height ({w}, {h})"
+            )
+            ok = False
+            continue
+        box = (x, y, x + w, y + h)
+        if size is not None and not box_inside(box, size):
+            log.add(
+                root / "bounding_boxes.txt",
+                box_line,
+                f"box {box} lies outside the {size[0]}x{size[1]} image {name}",
+            )
+            ok = False
+        out.append(box)
+    return out, ok
 
 
 def box_inside(box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
