@@ -173,7 +173,7 @@ def test_mix_batch_applies_each_method():
     base = mix_batch(images, targets, MixingConfig("base"), _gen(6))
     assert base.lam == 1.0 and base.images is images
     with pytest.raises(
-        ValueError, match="unknown method 'cutpaste': base, cutmix, mixup or cutout"
+        ValueError, match="unknown method 'cutpaste': base, cutmix, cutout or mixup"
     ):
         MixingConfig(method="cutpaste")
 

@@ -27,13 +27,16 @@ def eval_mode(model: torch.nn.Module):
 
 
 @torch.no_grad()
-def logits_and_cams(model, images: torch.Tensor, classes: torch.Tensor | None = None):
+def logits_and_cams(model, images: torch.Tensor, classes: torch.Tensor | None = None, reader=None):
     """(logits (B, K), CAMs (B, h, w) float32) in one forward pass; ``classes`` default to the
-    top-1 prediction. Stays on the model's device."""
+    top-1 prediction. ``reader(model, features, classes)`` reads the CAMs (a method's ``cams``
+    hook; default: the model's own). Stays on the model's device."""
     logits, features = model.forward_with_features(images)
     if classes is None:
         classes = logits.argmax(dim=1)
-    return logits, model.cams(features, classes.to(logits.device)).float()
+    classes = classes.to(logits.device)
+    cams = reader(model, features, classes) if reader else model.cams(features, classes)
+    return logits, cams.float()
 
 
 class _FeatureTarget(torch.nn.Module):
@@ -82,13 +85,20 @@ def gradcam_family(model, images: torch.Tensor, classes: torch.Tensor, method: s
     return torch.from_numpy(cams)
 
 
-def extract(model, images: torch.Tensor, classes: torch.Tensor | None = None, method: str = "cam"):
-    """(logits, CAMs) for any method; CAM CAMs stay at feature resolution on the device,
-    Grad-CAM family ones come at input resolution on the CPU."""
+def extract(
+    model,
+    images: torch.Tensor,
+    classes: torch.Tensor | None = None,
+    method: str = "cam",
+    reader=None,
+):
+    """(logits, CAMs) for any CAM method; CAM CAMs stay at feature resolution on the device,
+    Grad-CAM family ones come at input resolution on the CPU. ``reader``: the training method's
+    CAM hook (:meth:`wsol.methods.Method.cams`) for ``cam``."""
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}: {', '.join(CAM_METHODS)}")
     with eval_mode(model):
-        logits, cams = logits_and_cams(model, images, classes)
+        logits, cams = logits_and_cams(model, images, classes, reader)
     if method == "cam":
         return logits, cams
     if classes is None:

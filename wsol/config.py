@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .mixing import MixingConfig
+from .methods import MethodConfig
 from .models import list_models
 from .runtime import atomic_write_text
 
@@ -76,7 +76,7 @@ class TrainConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MixingConfig = field(default_factory=MixingConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 50
     batch_size: int = 32  # per process
@@ -152,7 +152,7 @@ def _from_dict(cls, data: dict, where: str, errors: list[str]):
             kwargs[key] = value
     try:
         return cls(**kwargs)
-    except ValueError as err:  # a section's own check (e.g. MixingConfig's method names)
+    except ValueError as err:  # a section's own check (e.g. MethodConfig's method names)
         errors.append(f"{where}: {err}")
         return None
 

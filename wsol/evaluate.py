@@ -167,6 +167,7 @@ def evaluate_model(
     amp_dtype=None,
     per_image: bool = True,
     progress: bool = True,
+    cam_reader=None,
 ) -> dict:
     """Classify a split and evaluate its CAMs (of the GT class) in the same forward pass.
 
@@ -176,6 +177,7 @@ def evaluate_model(
     Args:
         model: a :class:`wsol.models.WSOLModel`.
         split: the :class:`DatasetSplit` to evaluate (boxes and/or masks).
+        cam_reader: the training method's CAM hook (``Method.cams``); default the model's.
         save_cams: write each prepared 224 x 224 score map to ``save_cams/<image_id>.npy``
             (float64, the reference layout), so ``wsol evaluate --cams`` reproduces the numbers.
     """
@@ -204,7 +206,7 @@ def evaluate_model(
         images = images.to(device, non_blocking=True)
         labels = labels.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits, cams = extract(model, images, labels, cam_method)
+            logits, cams = extract(model, images, labels, cam_method, cam_reader)
         top5 = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
         top1_ok = (top5[:, 0] == labels).cpu().numpy()
         top5_ok = (top5 == labels[:, None]).any(dim=1).cpu().numpy()
@@ -304,7 +306,7 @@ def evaluate_checkpoint(
     """
     from .config import config_from_dict
     from .data.splits import load_split
-    from .runtime import amp_dtype, load_checkpoint_model, setup_distributed
+    from .runtime import amp_dtype, load_checkpoint_model, method_of, setup_distributed
 
     d = setup_distributed(device)
     model_path = Path(model_path)
@@ -324,6 +326,7 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         workers=workers,
         cam_method=cam_method,
+        cam_reader=method_of(cfg_dict).cams,
     )
     context = {
         "run": run_dir.name,

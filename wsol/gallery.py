@@ -141,7 +141,7 @@ def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> di
 
         from .cam import extract
         from .data.dataset import eval_transform
-        from .runtime import load_checkpoint_model
+        from .runtime import load_checkpoint_model, method_of
 
         model, cfg, _ = load_checkpoint_model(ctx["checkpoint"], device)
         transform = eval_transform(cfg["data"]["crop_size"])
@@ -149,7 +149,8 @@ def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> di
             device
         )
         labels = torch.tensor([records[i].label for i in ids], device=device)
-        _, cams = extract(model, images, labels, ctx.get("cam_method", "cam"))
+        reader = method_of(cfg).cams
+        _, cams = extract(model, images, labels, ctx.get("cam_method", "cam"), reader)
         raw = list(cams.float().cpu().numpy())
     maps = prepare_scoremaps(
         raw,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .methods import MethodConfig, create_method
 from .models import create_model
 from .serialization import load_plain
 
@@ -277,5 +278,12 @@ def load_checkpoint_model(
         pretrained=None,
         large_feature_map=cfg["model"].get("large_feature_map", False),
     )
+    model = method_of(cfg).adapt_model(model)  # the layers the method trained with
     model.load_state_dict(ckpt["model"])
     return model.to(device), cfg, ckpt
+
+
+def method_of(cfg: dict):
+    """The :class:`wsol.methods.Method` a checkpoint's config dict was trained with."""
+    section = cfg.get("method", {})
+    return create_method(MethodConfig(**section))

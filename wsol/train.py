@@ -30,7 +30,7 @@ from tqdm import tqdm
 from .config import TrainConfig, config_to_dict, save_config
 from .data.dataset import RecordDataset, collate_skipping, train_transform
 from .data.splits import NoValSplit, load_split, val_is_test, val_source
-from .mixing import MixingConfig, mix_batch, mixed_loss
+from .methods import Method, MethodConfig, create_method
 from .models import create_model
 from .rundir import RunDir
 from .runtime import (
@@ -106,18 +106,21 @@ def train_step(
     images: torch.Tensor,
     targets: torch.Tensor,
     optimizer: torch.optim.Optimizer,
-    mixing: MixingConfig,
+    method: Method | MethodConfig,
     generator: torch.Generator | None = None,
     scaler: torch.amp.GradScaler | None = None,
     dtype=None,
     label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step on a batch; returns (loss, number correct against the first labels)
-    as tensors on the device, so that the step does not wait for the device."""
-    batch = mix_batch(images, targets, mixing, generator)
+    """One optimisation step on a batch through the method's hooks (its batch, its loss);
+    returns (loss, number correct against the first labels) as tensors on the device, so that
+    the step does not wait for the device."""
+    if not isinstance(method, Method):
+        method = create_method(method)
+    batch = method.prepare_batch(images, targets, generator)
     with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
         logits = model(batch.images)
-        loss = mixed_loss(logits, batch, label_smoothing)
+        loss = method.loss(logits, batch, label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -205,6 +208,7 @@ def train_one_epoch(
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
     cfg: TrainConfig,
+    method: Method,
     d,
     generator: torch.Generator,
     scaler=None,
@@ -237,7 +241,7 @@ def train_one_epoch(
             images,
             targets,
             optimizer,
-            cfg.method,
+            method,
             generator,
             scaler,
             dtype,
@@ -268,7 +272,9 @@ def train_one_epoch(
     }
 
 
-def validate(model, val_split, cfg: TrainConfig, d, dtype=None) -> dict:
+def validate(
+    model, val_split, cfg: TrainConfig, d, dtype=None, method: Method | None = None
+) -> dict:
     """Classification and localization on the val split, at the config's threshold step."""
     from .evaluate import evaluate_model
     from .metrics import Protocol
@@ -284,6 +290,7 @@ def validate(model, val_split, cfg: TrainConfig, d, dtype=None) -> dict:
         amp_dtype=dtype,
         per_image=False,
         progress=False,
+        cam_reader=method.cams if method is not None else None,
     )
 
 
@@ -384,12 +391,15 @@ def train(
     changes = resume_changes(run.path, cfg) if resume else []
 
     seed_everything(epoch_seed(cfg.seed, -1, 0))  # the same initial weights on every rank
-    model = create_model(
-        cfg.model.name,
-        train_split.num_classes,
-        cfg.model.pretrained,
-        cfg.model.large_feature_map,
-        cfg.model.keep_pretrained_classifier,
+    method = create_method(cfg.method)
+    model = method.adapt_model(
+        create_model(
+            cfg.model.name,
+            train_split.num_classes,
+            cfg.model.pretrained,
+            cfg.model.large_feature_map,
+            cfg.model.keep_pretrained_classifier,
+        )
     ).to(d.device)
     memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -443,6 +453,7 @@ def train(
                 loader,
                 optimizer,
                 cfg,
+                method,
                 d,
                 torch.Generator().manual_seed(seed),
                 scaler,
@@ -458,7 +469,9 @@ def train(
             state.scheduler.step()
             due = (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs
             val = (
-                validate(model, val_split, cfg, d, dtype) if val_split is not None and due else None
+                validate(model, val_split, cfg, d, dtype, method)
+                if val_split is not None and due
+                else None
             )
             row = log_row(epoch, stats, lr, val)
             score = None if splits["val_is_test"] else _select_score(cfg, val)

@@ -1,0 +1,44 @@
+"""WSOL methods behind one registry: ``base`` (plain CAM training), ``cutmix``, ``mixup``,
+``cutout``. Each is a :class:`Method` with hooks (model, batch, loss, CAM reading) that training
+and evaluation call; none of them names a method.
+
+Example:
+    >>> from wsol.methods import MethodConfig, create_method, list_methods
+    >>> list_methods()
+    ['base', 'cutmix', 'cutout', 'mixup']
+    >>> method = create_method(MethodConfig("cutmix", cutmix_beta=1.0))
+"""
+
+from .base import (
+    Method,
+    MethodConfig,
+    MixedBatch,
+    MixingConfig,
+    create_method,
+    list_methods,
+    mix_batch,
+    mixed_loss,
+    register_method,
+)
+from .cutmix import CutMix, cutmix, rand_box
+from .cutout import Cutout, cutout
+from .mixup import Mixup, mixup
+
+__all__ = [
+    "CutMix",
+    "Cutout",
+    "Method",
+    "MethodConfig",
+    "MixedBatch",
+    "Mixup",
+    "MixingConfig",
+    "create_method",
+    "cutmix",
+    "cutout",
+    "list_methods",
+    "mix_batch",
+    "mixed_loss",
+    "mixup",
+    "rand_box",
+    "register_method",
+]

@@ -1,0 +1,128 @@
+"""What every WSOL method is: a registered object with hooks for what it changes.
+
+Training and evaluation reach a method only through these hooks, never by its name:
+
+* ``adapt_model(model)``: change the model (extra layers, heads); the default keeps it;
+* ``prepare_batch(images, targets, generator)``: change a training batch (mixing, hiding);
+* ``loss(logits, batch, label_smoothing)``: the training loss of a batch;
+* ``cams(model, features, classes)``: read the CAMs of a model made by this method.
+
+A method's parameters live in the config's ``method`` section (:class:`MethodConfig`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+@dataclass
+class MixedBatch:
+    """A mixed batch: images, both label sets and the weight of ``targets_a``."""
+
+    images: torch.Tensor
+    targets_a: torch.Tensor
+    targets_b: torch.Tensor
+    lam: float
+
+
+def mixed_loss(
+    logits: torch.Tensor, batch: MixedBatch, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """lam * CE(logits, y_a) + (1 - lam) * CE(logits, y_b)."""
+    loss_a = F.cross_entropy(logits, batch.targets_a, label_smoothing=label_smoothing)
+    if batch.lam == 1.0:
+        return loss_a
+    loss_b = F.cross_entropy(logits, batch.targets_b, label_smoothing=label_smoothing)
+    return batch.lam * loss_a + (1.0 - batch.lam) * loss_b
+
+
+class Method:
+    """Plain CAM training (the reference's ``cam``): every hook at its default."""
+
+    name = "base"
+
+    def __init__(self, config: MethodConfig):
+        self.config = config
+
+    def adapt_model(self, model):
+        return model
+
+    def prepare_batch(
+        self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator | None
+    ) -> MixedBatch:
+        return MixedBatch(images, targets, targets, 1.0)
+
+    def loss(self, logits: torch.Tensor, batch: MixedBatch, label_smoothing: float = 0.0):
+        return mixed_loss(logits, batch, label_smoothing)
+
+    def cams(self, model, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        return model.cams(features, classes)
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Register a :class:`Method` subclass under its ``name``."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"method {cls.name} is registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+register_method(Method)
+
+
+def list_methods() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_method(config: MethodConfig) -> Method:
+    """The method a config's ``method`` section names, with its parameters."""
+    return _REGISTRY[config.method](config)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Which method trains, and its parameters (the config's ``method`` section)."""
+
+    method: str = "base"  # base | cutmix | mixup | cutout
+    cutmix_beta: float = 1.0
+    cutmix_prob: float = 1.0
+    mixup_alpha: float = 1.0
+    cutout_size: float = 0.5
+
+    def __post_init__(self):
+        if self.method not in _REGISTRY:
+            names = list_methods()
+            raise ValueError(
+                f"unknown method {self.method!r}: {', '.join(names[:-1])} or {names[-1]}"
+            )
+
+
+MixingConfig = MethodConfig  # the name of earlier versions
+
+
+def mix_batch(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    config: MethodConfig,
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """The batch the configured method trains on (:meth:`Method.prepare_batch`)."""
+    return create_method(config).prepare_batch(images, targets, generator)
+
+
+__all__ = [
+    "Method",
+    "MethodConfig",
+    "MixedBatch",
+    "MixingConfig",
+    "create_method",
+    "list_methods",
+    "mix_batch",
+    "mixed_loss",
+    "register_method",
+]
