@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Mutation testing of the core definitions (wsol/localize.py, _sweep.py, metrics.py, mixing.py,
+# Mutation testing of the core definitions (wsol/localize.py, _sweep.py, metrics.py, methods/,
 # cam.py) with mutmut; the modules and the tests it runs are set in pyproject.toml
 # [tool.mutmut]. Not part of CI: the whole run takes about 40 minutes on 2 cores.
 # docs/testing.md records the last score and the equivalent mutants.
 #
 #   scripts/mutation.sh                  # every mutant
-#   scripts/mutation.sh "wsol.mixing*"   # one module's mutants
+#   scripts/mutation.sh "wsol.methods*"  # one package's mutants
 #   mutmut show NAME                     # the diff of one mutant, afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -16,7 +16,9 @@ import csv
 import math
 import os
 import shutil
+import sys
 import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -575,3 +577,14 @@ def split_record(cfg: TrainConfig, train_split, val_split) -> dict:
         "val_images": len(val_split) if val_split is not None else 0,
         "val_is_test": val_split is not None and val_is_test(cfg.data),
     }
+
+
+class _CallableModule(types.ModuleType):
+    """``wsol.train(cfg, out)`` calls :func:`train`: the public API names the function after
+    this module, and a module attribute of the package cannot be both."""
+
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
