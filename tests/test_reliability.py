@@ -244,3 +244,42 @@ def test_corrupt_image_during_evaluation_names_the_file(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"cannot read image {victim}" in err and "--skip-bad-images" in err
         assert "Traceback" not in err
+
+
+def test_sizes_that_disagree_with_the_image_files_are_refused_at_evaluation(tmp_path, capsys):
+    from wsol.data import SynthSpec, convert_cub, make_synthetic
+
+    data = tmp_path / "data"
+    make_synthetic(data, SynthSpec(classes=2, train=8, test=4, size=32, seed=2), progress=False)
+    meta = convert_cub(data, tmp_path / "meta", val_per_class=0)["test"].parent
+    sizes = meta / "test" / "image_sizes.txt"
+    first = sizes.read_text().splitlines()
+    image_id, w, h = first[0].split(",")
+    sizes.write_text("\n".join([f"{image_id},{int(w) + 7},{h}", *first[1:]]) + "\n")
+    over = ["data.format=wsol", f"data.metadata={meta}", f"data.masks={data / 'segmentations'}"]
+    train(load_config(None, _small(data / "images", **dict(o.split("=", 1) for o in over))),
+          tmp_path / "run", progress=False)  # fmt: skip
+    assert main(["evaluate", str(tmp_path / "run"), "--quiet", "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"but its metadata says {int(w) + 7}x{h}" in err and "Traceback" not in err
+
+
+def test_stray_labels_do_not_silently_grow_the_classifier(tmp_path):
+    meta = tmp_path / "meta"
+    for split in ("train", "test"):
+        (meta / split).mkdir(parents=True)
+    from PIL import Image
+
+    ids = [f"i{k}.jpg" for k in range(4)]
+    for image_id in ids:
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / image_id)
+    labels = [0, 1, 0, 7]  # 7: a typo for 1
+    for split in ("train", "test"):
+        d = meta / split
+        (d / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+        (d / "class_labels.txt").write_text("".join(f"{i},{lab}\n" for i, lab in zip(ids, labels)))
+        (d / "image_sizes.txt").write_text("".join(f"{i},20,20\n" for i in ids))
+        (d / "localization.txt").write_text("".join(f"{i},1,1,10,10\n" for i in ids))
+    cfg = load_config(None, _small(tmp_path, **{"data.format": "wsol", "data.metadata": str(meta)}))
+    with pytest.raises(ValueError, match=r"classes 2, 3, 4, 5, 6 have no training image"):
+        train(cfg, tmp_path / "run", progress=False)

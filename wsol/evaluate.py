@@ -197,7 +197,9 @@ def evaluate_model(
         evaluator = LocalizationEvaluator(
             ground_truth(split), protocol, boxes=do_boxes, masks=do_masks, per_image=per_image
         )
-    dataset = Subset(RecordDataset(split, eval_transform(crop_size)), _shard(len(split)))
+    dataset = Subset(
+        RecordDataset(split, eval_transform(crop_size), check_size=True), _shard(len(split))
+    )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     top1_total = top5_total = seen = 0
     ids_all = [r.image_id for r in split.records]

@@ -370,8 +370,25 @@ def _load_splits(cfg: TrainConfig):
         val_split = None
     if not train_split.records:
         raise ValueError(f"the train split of {cfg.data.root} is empty")
+    _check_labels(train_split)
     _check_select_metric(cfg, val_split)
     return train_split, val_split
+
+
+def _check_labels(split) -> None:
+    """Without class names, the classifier's size comes from the labels: every class 0..K-1 must
+    have a training image, or a stray label would silently build a bigger classifier."""
+    if split.class_names:
+        return
+    present = {r.label for r in split.records}
+    missing = sorted(set(range(split.num_classes)) - present)
+    if missing:
+        shown = ", ".join(str(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(
+            f"the training labels of {split.name} run to {split.num_classes - 1}, but classes "
+            f"{shown} have no training image ({len(missing)} of {split.num_classes}): fix the "
+            "labels, or list the classes in class_names.txt beside the metadata"
+        )
 
 
 def train(

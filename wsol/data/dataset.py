@@ -68,14 +68,21 @@ class ImageReadError(RuntimeError, ValueError):
     """An image file could not be read; the message names the file."""
 
 
+class ImageSizeError(ValueError):
+    """An image whose file size disagrees with its recorded size."""
+
+
 class RecordDataset(Dataset):
     """(image tensor, label, index) for each record; ``skip_bad`` yields None for unreadable
     images instead of raising (see :func:`collate_skipping`)."""
 
-    def __init__(self, split: DatasetSplit, transform, skip_bad: bool = False):
+    def __init__(
+        self, split: DatasetSplit, transform, skip_bad: bool = False, check_size: bool = False
+    ):
         self.split = split
         self.transform = transform
         self.skip_bad = skip_bad
+        self.check_size = check_size  # evaluation: boxes are scaled by the recorded size
 
     def __len__(self) -> int:
         return len(self.split)
@@ -92,6 +99,13 @@ class RecordDataset(Dataset):
                 f"cannot read image {record.path} ({record.image_id}): {err}; "
                 "--skip-bad-images (data.skip_bad_images=true) skips unreadable images"
             ) from err
+        if self.check_size and record.size is not None and tuple(record.size) != image.size:
+            w, h = record.size
+            raise ImageSizeError(
+                f"image {record.path} ({record.image_id}) is {image.size[0]}x{image.size[1]}, "
+                f"but its metadata says {w}x{h}: its boxes would be scaled wrongly (wsol data "
+                "check lists every such image)"
+            )
         return self.transform(image), record.label, index
 
 

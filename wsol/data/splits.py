@@ -26,6 +26,8 @@ def val_source(data) -> str:
             )
         return "none (native CUB layout without data.val_per_class)"
     if data.metadata:
+        if not (Path(data.metadata) / "val").is_dir():
+            return "none (no val/ beside the metadata)"
         return f"metadata: {Path(data.metadata) / 'val'}"
     if data.format == "imagenet":
         return f"the test split (ILSVRC val of {data.root}: no separate val metadata)"
@@ -75,6 +77,8 @@ def load_split(data, split: str) -> DatasetSplit:
                 "data.format wsol needs data.metadata (the folder holding train/ val/ test/)"
             )
         meta = Path(data.metadata) / split
+        if not meta.is_dir() and split == "val" and Path(data.metadata).is_dir():
+            raise NoValSplit(f"metadata folder {data.metadata} has no val/ split")
         if not meta.is_dir():
             raise FileNotFoundError(f"metadata split folder {meta} does not exist")
         return read_wsol_metadata(
