@@ -6,7 +6,8 @@ from wsol.data import check_dataset, convert_cub
 
 def test_good_sets_have_no_problems(tiny_cub: Path, tmp_path: Path):
     problems, splits = check_dataset(tiny_cub, progress=False)
-    assert problems == [] and len(splits[0]) == 4
+    # a CUB root is two splits (issue: it used to report one)
+    assert problems == [] and [(s.split, len(s)) for s in splits] == [("train", 2), ("test", 2)]
     written = convert_cub(tiny_cub, tmp_path / "meta", val_per_class=0)
     problems, splits = check_dataset(tmp_path / "meta", images=tiny_cub / "images", progress=False)
     assert problems == [] and len(splits) == 2
@@ -64,3 +65,21 @@ def test_cli_reference_is_up_to_date():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.DOC.read_text() == module.render(), "run: python scripts/gen_cli_docs.py"
+
+
+def test_missing_box_and_size_lines_are_problems(tiny_cub: Path, tmp_path: Path, capsys):
+    (tiny_cub / "bounding_boxes.txt").write_text("1 2.0 3.0 20.0 10.0\n2 0 0 50 40\n3 5 5 10 10\n")
+    problems, _ = check_dataset(tiny_cub, progress=False)
+    assert any("b_2.jpg has no box" in str(p) for p in problems)  # image 4 lost its lines
+    meta = tmp_path / "meta"
+    written = convert_cub(_fresh_cub(tmp_path), meta, val_per_class=0)
+    sizes = written["test"] / "image_sizes.txt"
+    sizes.write_text("".join(sizes.read_text().splitlines(keepends=True)[1:]))
+    assert main(["data", "check", str(written["test"]), "--quiet"]) == 1
+    assert "has no size (no line in image_sizes.txt)" in capsys.readouterr().out
+
+
+def _fresh_cub(tmp_path: Path) -> Path:
+    from conftest import write_tiny_cub
+
+    return write_tiny_cub(tmp_path / "fresh")

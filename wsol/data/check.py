@@ -63,7 +63,17 @@ def check_dataset(
         split = read_cub(
             path, "all", log=log, read_sizes=True, allow_outside_root=allow_outside_root
         )
-        todo.append((split, {}))
+        train_ids = {
+            r.image_id
+            for r in read_cub(
+                path, "train", log=ProblemLog(strict=False), read_sizes=False,
+                allow_outside_root=allow_outside_root,
+            ).records
+        }  # fmt: skip
+        for name, keep in (("train", True), ("test", False)):
+            records = [r for r in split.records if (r.image_id in train_ids) == keep]
+            part = DatasetSplit(split.name, name, records, split.class_names, split.root)
+            todo.append((part, {}))
     elif fmt == "wsol":
         for meta in find_metadata_dirs(path):
             split = read_wsol_metadata(
@@ -91,9 +101,10 @@ def check_dataset(
             )
         else:
             todo.append((read_imagenet_val(path, annotations, log=log, read_sizes=True), {}))
-    for split, _ in todo:
+    for split, lines in todo:
         if not split.records:
             log.add(path, None, f"the {split.split or 'data'} split lists no image")
+        _check_complete(split, lines, log, boxes_expected=fmt == "cub" or split.has_boxes)
     open_images = fmt == "imagenet" or (fmt == "wsol" and images is not None) or deep
     open_masks = fmt != "wsol" or masks is not None or images is not None
     total = sum(len(s) for s, _ in todo)
@@ -109,6 +120,17 @@ def check_dataset(
                         if not Path(m).is_file():
                             log.add(where[0], where[1], f"mask file {m} of {r.image_id} is missing")
     return log.problems, [s for s, _ in todo]
+
+
+def _check_complete(split: DatasetSplit, lines: dict, log: ProblemLog, boxes_expected: bool):
+    """Every image of a box data set needs a box and a size (the evaluation scales boxes by
+    it); an image without either is a problem, not a silent gap."""
+    for r in split.records:
+        where = lines.get(r.image_id, (r.path, None))
+        if boxes_expected and not r.boxes and not r.mask_paths:
+            log.add(*where, f"{r.image_id} has no box (no line in the box file)")
+        if (r.boxes or r.mask_paths) and r.size is None:
+            log.add(*where, f"{r.image_id} has no size (no line in image_sizes.txt)")
 
 
 def _check_image(record, log: ProblemLog, deep: bool, where: tuple) -> None:
