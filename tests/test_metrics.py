@@ -238,3 +238,23 @@ def test_ground_truth_carries_every_field_and_checks_boxes(tmp_path):
         ground_truth(DatasetSplit("X", "test", [bad]))
     empty = ImageRecord(image_id="c.jpg", path=tmp_path / "c.jpg", label=0, size=(4, 3))
     assert ground_truth(DatasetSplit("X", "test", [empty]))["c.jpg"].boxes.shape == (0, 4)
+
+
+def test_per_image_rows_come_in_chunks_equal_to_all_at_once(tmp_path):
+    from wsol.runtime import write_csv_rows
+
+    rng = np.random.default_rng(5)
+    gt = {f"i{k}": _gt([[10, 10, 100 + k, 120]]) for k in range(7)}
+    ev = LocalizationEvaluator(gt, Protocol(cam_curve_interval=0.05), per_image=True)
+    ids = list(gt)
+    ev.update(rng.random((7, 14, 14)), ids, [True] * 7, [True] * 7, list(range(7)))
+    result = ev.compute()
+    whole = ev.per_image_rows(result)
+    assert [r["image_id"] for r in whole] == ids
+    for chunk in (1, 3, 7, 100):
+        assert list(ev.per_image.iter_rows(result, chunk=chunk)) == whole
+    assert write_csv_rows(tmp_path / "rows.csv", iter(whole)) == 7
+    lines = (tmp_path / "rows.csv").read_text().splitlines()
+    assert lines[0].startswith("image_id,iou,") and len(lines) == 8
+    assert write_csv_rows(tmp_path / "none.csv", iter([])) == 0
+    assert not (tmp_path / "none.csv").exists()

@@ -15,7 +15,7 @@ from .data.wsolmeta import read_wsol_metadata
 from .metrics import LocalizationEvaluator, Protocol, all_reduce_sum, ground_truth
 from .results import format_table, write_metrics
 from .rundir import cam_path
-from .runtime import write_csv
+from .runtime import write_csv_rows
 
 
 def _load_cam(cams_dir: Path, image_id: str) -> np.ndarray:
@@ -76,6 +76,8 @@ def evaluate_cams(
 
     Boxes are evaluated when the metadata has boxes; PxAP when it has masks and ``masks_root``
     is given. Returns the result dict (see :class:`wsol.metrics.LocalizationEvaluator`).
+    ``result["per_image"]`` is an iterator of per-image rows, made as it is consumed
+    (:func:`save_result` writes it to per_image.csv), so memory does not grow with the images.
     """
     cams_dir = Path(cams_dir)
     if not cams_dir.is_dir():
@@ -117,7 +119,10 @@ def evaluate_cams(
     result = evaluator.compute(fixed_threshold)
     result["dataset"] = split.name
     result["split"] = split.split
-    result["per_image"] = _add_labels(evaluator.per_image_rows(result), labels)
+    # rows are made while per_image.csv is written (save_result): memory stays flat
+    result["per_image"] = (
+        {**row, "label": labels[row["image_id"]]} for row in evaluator.iter_per_image_rows(result)
+    )
     return result
 
 
@@ -135,11 +140,10 @@ def save_result(
     result = dict(result)
     rows = result.pop("per_image", None)
     json_path, csv_path = write_metrics(out_dir, result, context)
-    if rows:
-        write_csv(Path(out_dir) / "per_image.csv", rows)
+    wrote_rows = rows is not None and write_csv_rows(Path(out_dir) / "per_image.csv", rows) > 0
     if echo:
         print(format_table(result))
-        print(f"wrote {json_path} and {csv_path}" + (" and per_image.csv" if rows else ""))
+        print(f"wrote {json_path} and {csv_path}" + (" and per_image.csv" if wrote_rows else ""))
 
 
 # ---------------------------------------------------------------------------------- models

@@ -445,12 +445,17 @@ class PerImageRecorder:
     Curves are kept as float32: at the 224 x 224 evaluation size an IoU is a ratio with a
     denominator of at most 224 * 224, so it lies at least 2e-7 away from any whole-percent level
     it does not equal, far more than float32 rounding; comparisons with d / 100 stay exact.
+    They go to a temporary file, not memory (8 kB per image at the reference's 1000
+    thresholds), and rows are made a chunk at a time, so memory stays flat however many images
+    are evaluated.
     """
 
     def __init__(self, protocol: Protocol):
+        import tempfile
+
         self.protocol = protocol
         self.ids: list[str] = []
-        self.curves: dict[str, list[np.ndarray]] = {m: [] for m in CONTOUR_MODES}
+        self.curves = {m: tempfile.TemporaryFile() for m in CONTOUR_MODES}
         self.top1: list = []
         self.top5: list = []
         self.pred: list = []
@@ -461,18 +466,33 @@ class PerImageRecorder:
         n = len(image_ids)
         self.ids.extend(image_ids)
         for mode in CONTOUR_MODES:
-            self.curves[mode].append(curves[mode].astype(np.float32))
+            self.curves[mode].seek(0, 2)
+            self.curves[mode].write(np.ascontiguousarray(curves[mode], dtype=np.float32).tobytes())
         self.top1.extend(top1_correct if top1_correct is not None else [None] * n)
         self.top5.extend(top5_correct if top5_correct is not None else [None] * n)
         self.pred.extend(predictions if predictions is not None else [None] * n)
 
+    def _chunk(self, mode: str, start: int, stop: int) -> np.ndarray:
+        width = len(self.protocol.thresholds)
+        f = self.curves[mode]
+        f.seek(start * width * 4)
+        data = np.frombuffer(f.read((stop - start) * width * 4), dtype=np.float32)
+        return data.reshape(stop - start, width)
+
     def rows(self, result: dict) -> list[dict]:
         """Per-image rows at the thresholds that ``result`` (from compute()) chose."""
-        if not self.ids:
-            return []
+        return list(self.iter_rows(result))
+
+    def iter_rows(self, result: dict, chunk: int = 2048):
+        """The rows of :meth:`rows`, made ``chunk`` images at a time."""
+        for start in range(0, len(self.ids), chunk):
+            stop = min(start + chunk, len(self.ids))
+            curves = {m: self._chunk(m, start, stop) for m in CONTOUR_MODES}
+            yield from self._rows(result, curves, start)
+
+    def _rows(self, result: dict, curves: dict, offset: int):
         p = self.protocol
         grid = p.thresholds
-        curves = {m: np.concatenate(self.curves[m]) for m in CONTOUR_MODES}
         loc = result["loc"]
         mode = loc["contour_mode"]
         best = int(np.argmin(np.abs(grid - loc["best_threshold"])))
@@ -482,13 +502,13 @@ class PerImageRecorder:
             else None
         )
         b50 = int(np.argmin(np.abs(grid - result["box"]["single"]["50"]["best_threshold"])))
-        v2 = np.zeros(len(self.ids))
+        v2 = np.zeros(len(curves["multi"]))
         for d in p.iou_thresholds:
             i = int(np.argmin(np.abs(grid - result["box"]["multi"][str(d)]["best_threshold"])))
             v2 += curves["multi"][:, i].astype(np.float64) >= d / 100
         v2 *= 100.0 / len(p.iou_thresholds)
-        out = []
-        for k, image_id in enumerate(self.ids):
+        for k in range(len(v2)):
+            image_id, n = self.ids[offset + k], offset + k
             iou_best = float(curves[mode][k, best])
             row = {
                 "image_id": image_id,
@@ -500,13 +520,12 @@ class PerImageRecorder:
             }
             if fixed is not None:
                 row["iou_fixed"] = float(curves[mode][k, fixed])
-            if self.top1[k] is not None:
-                row["top1_correct"] = int(bool(self.top1[k]))
-                row["top5_correct"] = int(bool(self.top5[k]))
-            if self.pred[k] is not None:
-                row["prediction"] = int(self.pred[k])
-            out.append(row)
-        return out
+            if self.top1[n] is not None:
+                row["top1_correct"] = int(bool(self.top1[n]))
+                row["top5_correct"] = int(bool(self.top5[n]))
+            if self.pred[n] is not None:
+                row["prediction"] = int(self.pred[n])
+            yield row
 
 
 class LocalizationEvaluator:
@@ -575,6 +594,10 @@ class LocalizationEvaluator:
     def per_image_rows(self, result: dict) -> list[dict]:
         """Per-image rows (this process's images), or [] when not recorded."""
         return self.per_image.rows(result) if self.per_image is not None else []
+
+    def iter_per_image_rows(self, result: dict):
+        """The rows of :meth:`per_image_rows`, made a chunk at a time (flat memory)."""
+        return self.per_image.iter_rows(result) if self.per_image is not None else iter(())
 
     def compute(self, fixed_threshold: float | None = None) -> dict:
         """All metrics; ``fixed_threshold`` defaults to the protocol's own (if it has one)."""

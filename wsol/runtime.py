@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import random
 import tempfile
@@ -43,6 +44,32 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_csv_rows(path: str | Path, rows) -> int:
+    """Write an iterable of dicts (columns: the first row's keys) as CSV, one row at a time,
+    atomically; returns the number of rows (nothing is written for none)."""
+    path = Path(path)
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    count = 0
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(first))
+            writer.writeheader()
+            for row in itertools.chain([first], rows):
+                writer.writerow(row)
+                count += 1
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
 
 
 def write_csv(path: str | Path, rows: list[Mapping], columns: list[str] | None = None) -> None:
