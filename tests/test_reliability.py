@@ -283,3 +283,63 @@ def test_stray_labels_do_not_silently_grow_the_classifier(tmp_path):
     cfg = load_config(None, _small(tmp_path, **{"data.format": "wsol", "data.metadata": str(meta)}))
     with pytest.raises(ValueError, match=r"classes 2, 3, 4, 5, 6 have no training image"):
         train(cfg, tmp_path / "run", progress=False)
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from wsol.data import SynthSpec, make_synthetic
+
+    data = tmp_path / "data"
+    make_synthetic(data, SynthSpec(classes=2, train=16, test=4, size=32, seed=3), progress=False)
+    import wsol.train as module
+
+    calls = {"n": 0}
+    real = module.train_one_epoch
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "train_one_epoch", interrupted)
+    run = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("{}\n")
+    code = main(["train", str(cfg), "--out", str(run), "--quiet", *_small(data, epochs=3)])
+    assert code == 130
+    err = capsys.readouterr().err
+    assert f"wsol train --resume --out {run}" in err and "Traceback" not in err
+    import torch
+
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 0  # epoch 1 is kept
+    assert not (run / ".lock").exists() or _unlocked(run / ".lock")
+    monkeypatch.undo()
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
+
+
+def _unlocked(path) -> bool:
+    import fcntl
+
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+    return True
+
+
+def test_a_wsol_checkpoint_as_pretrained_weights(tmp_path):
+    from wsol.data import SynthSpec, make_synthetic
+    from wsol.models import create_model
+
+    data = tmp_path / "data"
+    make_synthetic(data, SynthSpec(classes=2, train=16, test=4, size=32, seed=3), progress=False)
+    train(load_config(None, _small(data)), tmp_path / "run", progress=False)
+    import torch
+
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    model = create_model("smallcnn", 5, pretrained=tmp_path / "run" / "last.pt")
+    for key, value in model.state_dict().items():
+        if key.startswith("backbone."):
+            assert torch.equal(value, saved[key]), key
+    assert model.classifier.weight.shape == (5, 128)  # a new head for the new classes
