@@ -1,11 +1,11 @@
 """WSOL methods behind one registry: ``base`` (plain CAM training), ``cutmix``, ``mixup``,
-``cutout``. Each is a :class:`Method` with hooks (model, batch, loss, CAM reading) that training
+``cutout``, ``has`` (Hide-and-Seek). Each is a :class:`Method` with hooks (model, batch, loss, CAM reading) that training
 and evaluation call; none of them names a method.
 
 Example:
     >>> from wsol.methods import MethodConfig, create_method, list_methods
     >>> list_methods()
-    ['base', 'cutmix', 'cutout', 'mixup']
+    ['base', 'cutmix', 'cutout', 'has', 'mixup']
     >>> method = create_method(MethodConfig("cutmix", cutmix_beta=1.0))
 """
 
@@ -22,11 +22,13 @@ from .base import (
 )
 from .cutmix import CutMix, cutmix, rand_box
 from .cutout import Cutout, cutout
+from .has import HaS, hide_cells
 from .mixup import Mixup, mixup
 
 __all__ = [
     "CutMix",
     "Cutout",
+    "HaS",
     "Method",
     "MethodConfig",
     "MixedBatch",
@@ -35,6 +37,7 @@ __all__ = [
     "create_method",
     "cutmix",
     "cutout",
+    "hide_cells",
     "list_methods",
     "mix_batch",
     "mixed_loss",

@@ -88,11 +88,13 @@ def create_method(config: MethodConfig) -> Method:
 class MethodConfig:
     """Which method trains, and its parameters (the config's ``method`` section)."""
 
-    method: str = "base"  # base | cutmix | mixup | cutout
+    method: str = "base"  # a registered method: wsol.methods.list_methods()
     cutmix_beta: float = 1.0
     cutmix_prob: float = 1.0
     mixup_alpha: float = 1.0
     cutout_size: float = 0.5
+    has_grid_size: int = 4  # HaS: side of a hidden cell in pixels (wsolevaluation's default)
+    has_drop_rate: float = 0.5  # HaS: probability that a cell is hidden (its default)
 
     def __post_init__(self):
         if self.method not in _REGISTRY:

@@ -1,0 +1,44 @@
+"""Hide-and-Seek (Singh & Lee, ICCV 2017), as clovaai/wsolevaluation's ``wsol/method/has.py``
+does it: each training image is cut into cells of ``has_grid_size`` x ``has_grid_size`` pixels
+(the last row and column clipped to the image), and each cell is hidden (set to 0, the
+normalised image's mean colour) with probability ``has_drop_rate``, independently per image and
+cell; ``has_grid_size`` 0 hides nothing. Labels and loss are unchanged.
+
+The reference walks the cells with Python's ``random``; here one uniform draw per cell comes
+from the training generator, so a seed fixes the hidden cells. (The reference also steps over
+the height with the width's range; the two differ only for non-square inputs, and its training
+crops are square.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Method, MixedBatch, register_method
+
+
+def hide_cells(
+    images: torch.Tensor,
+    grid_size: int,
+    drop_rate: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images with the hidden cells zeroed, hidden (B, ceil(H / g), ceil(W / g)) bool)."""
+    b, _, h, w = images.shape
+    if grid_size <= 0:
+        return images, torch.zeros(b, 0, 0, dtype=torch.bool)
+    rows, cols = -(-h // grid_size), -(-w // grid_size)
+    hidden = torch.rand(b, rows, cols, generator=generator) <= drop_rate  # the reference's <=
+    mask = hidden.repeat_interleave(grid_size, 1).repeat_interleave(grid_size, 2)[:, :h, :w]
+    keep = (~mask).to(images.device, images.dtype)[:, None]
+    return images * keep, hidden
+
+
+@register_method
+class HaS(Method):
+    name = "has"
+
+    def prepare_batch(self, images, targets, generator):
+        c = self.config
+        hidden, _ = hide_cells(images, c.has_grid_size, c.has_drop_rate, generator)
+        return MixedBatch(hidden, targets, targets, 1.0)
