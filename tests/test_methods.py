@@ -13,7 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def test_the_registry_lists_every_method_and_builds_it_from_its_config():
-    assert list_methods() == ["base", "cutmix", "cutout", "has", "mixup"]
+    assert list_methods() == ["adl", "base", "cutmix", "cutout", "has", "mixup"]
     for name in list_methods():
         method = create_method(MethodConfig(name))
         assert isinstance(method, Method) and method.name == name
@@ -96,7 +96,7 @@ def test_has_hides_exactly_the_drawn_cells(h, w, g):
     assert not hide_cells(images, g, 0.0)[1].any() or (draws == 0).any()
 
 
-@pytest.mark.parametrize("name", ["base", "cutmix", "mixup", "cutout", "has"])
+@pytest.mark.parametrize("name", ["base", "cutmix", "mixup", "cutout", "has", "adl"])
 @pytest.mark.parametrize("model_name", ["smallcnn", "resnet18"])
 def test_every_method_trains_every_small_model(name, model_name):
     from wsol.models import create_model
@@ -116,3 +116,49 @@ def test_every_method_trains_every_small_model(name, model_name):
     logits, features = model.forward_with_features(images)
     cams = method.cams(model, features, targets)
     assert cams.shape == (4, *features.shape[2:])
+
+
+def test_adl_drop_mask_and_importance_map():
+    # wsolevaluation wsol/method/adl.py: attention = channel mean; drop mask 1 where attention <
+    # threshold * per-image max; importance map sigmoid(attention); the drop mask with
+    # probability drop_rate (one draw per forward), identity in eval mode
+    from wsol.methods import ADL, drop_mask
+
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[3.0, 2.0], [1.0, 8.0]]]])  # (1, 2, 2, 2)
+    attention = x.mean(dim=1, keepdim=True)  # [[2, 2], [2, 6]]
+    assert drop_mask(attention, 0.9).tolist() == [[[[1.0, 1.0], [1.0, 0.0]]]]
+    assert drop_mask(attention, 0.3).tolist() == [[[[0.0, 0.0], [0.0, 0.0]]]]
+    always, never = ADL(drop_rate=1.0, threshold=0.9), ADL(drop_rate=0.0, threshold=0.9)
+    torch.testing.assert_close(always(x), x * drop_mask(attention, 0.9))
+    torch.testing.assert_close(never(x), x * torch.sigmoid(attention))
+    always.eval()
+    assert always(x) is x
+    layer = ADL(drop_rate=0.75)
+    torch.manual_seed(0)
+    dropped = sum(torch.equal(layer(x), x * drop_mask(attention, 0.9)) for _ in range(400))
+    assert 240 <= dropped <= 360  # about 3 in 4
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg16", "inception_v3", "resnet18", "smallcnn"])
+def test_adl_sits_at_the_references_positions_and_leaves_weights_alone(name):
+    from wsol.models import create_model
+
+    torch.manual_seed(0)
+    plain = create_model(name, num_classes=3)
+    keys = set(plain.state_dict())
+    model = create_method(MethodConfig("adl")).adapt_model(plain)
+    assert set(model.state_dict()) == keys  # ADL has no weights: checkpoints load unchanged
+    expected = {"resnet50": 3, "vgg16": 3, "inception_v3": 3, "resnet18": 3, "smallcnn": 1}
+    assert len(model.adl_layers) == expected[name]
+    size = 96 if name == "inception_v3" else 64
+    x = torch.randn(2, 3, size, size)
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+        for layer in model.adl_layers:
+            layer.drop_rate = 1.0
+        torch.testing.assert_close(model(x), ref)  # eval: ADL passes through
+        model.train()
+        assert not torch.allclose(model(x), ref)  # training: the drop masks act
+    if name == "inception_v3":
+        assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))

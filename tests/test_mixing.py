@@ -147,7 +147,7 @@ def test_lambda_is_beta_distributed_and_defaults_are_the_references():
     assert a.lam == b.lam and torch.equal(a.images, b.images)
     a, b = mixup(images, targets, generator=_gen(2)), mixup(images, targets, 1.0, _gen(2))
     assert a.lam == b.lam and torch.equal(a.images, b.images)
-    assert MixingConfig() == MixingConfig("base", 1.0, 1.0, 1.0, 0.5, 4, 0.5)
+    assert MixingConfig() == MixingConfig("base", 1.0, 1.0, 1.0, 0.5, 4, 0.5, 0.75, 0.9)
 
 
 def test_cutmix_probability_draws_from_the_generator():
@@ -173,7 +173,7 @@ def test_mix_batch_applies_each_method():
     base = mix_batch(images, targets, MixingConfig("base"), _gen(6))
     assert base.lam == 1.0 and base.images is images
     with pytest.raises(
-        ValueError, match="unknown method 'cutpaste': base, cutmix, cutout, has or mixup"
+        ValueError, match="unknown method 'cutpaste': adl, base, cutmix, cutout, has or mixup"
     ):
         MixingConfig(method="cutpaste")
 

@@ -186,6 +186,8 @@ _CHECKS = (
     ("method.cutout_size", lambda c: c.method.cutout_size > 0, "> 0"),
     ("method.has_grid_size", lambda c: c.method.has_grid_size >= 0, ">= 0 (0: no hiding)"),
     ("method.has_drop_rate", lambda c: 0 <= c.method.has_drop_rate <= 1, "in [0, 1]"),
+    ("method.adl_drop_rate", lambda c: 0 <= c.method.adl_drop_rate <= 1, "in [0, 1]"),
+    ("method.adl_threshold", lambda c: 0 <= c.method.adl_threshold <= 1, "in [0, 1]"),
     ("epochs", lambda c: c.epochs >= 1, ">= 1"),
     ("batch_size", lambda c: c.batch_size >= 1, ">= 1"),
     ("amp", lambda c: c.amp in ("bf16", "fp16", "none"), "bf16, fp16 or none"),

@@ -1,14 +1,15 @@
 """WSOL methods behind one registry: ``base`` (plain CAM training), ``cutmix``, ``mixup``,
-``cutout``, ``has`` (Hide-and-Seek). Each is a :class:`Method` with hooks (model, batch, loss, CAM reading) that training
+``cutout``, ``has`` (Hide-and-Seek), ``adl`` (attention-based dropout). Each is a :class:`Method` with hooks (model, batch, loss, CAM reading) that training
 and evaluation call; none of them names a method.
 
 Example:
     >>> from wsol.methods import MethodConfig, create_method, list_methods
     >>> list_methods()
-    ['base', 'cutmix', 'cutout', 'has', 'mixup']
+    ['adl', 'base', 'cutmix', 'cutout', 'has', 'mixup']
     >>> method = create_method(MethodConfig("cutmix", cutmix_beta=1.0))
 """
 
+from .adl import ADL, ADLMethod, drop_mask
 from .base import (
     Method,
     MethodConfig,
@@ -26,6 +27,9 @@ from .has import HaS, hide_cells
 from .mixup import Mixup, mixup
 
 __all__ = [
+    "ADL",
+    "ADLMethod",
+    "drop_mask",
     "CutMix",
     "Cutout",
     "HaS",

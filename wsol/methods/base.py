@@ -95,6 +95,8 @@ class MethodConfig:
     cutout_size: float = 0.5
     has_grid_size: int = 4  # HaS: side of a hidden cell in pixels (wsolevaluation's default)
     has_drop_rate: float = 0.5  # HaS: probability that a cell is hidden (its default)
+    adl_drop_rate: float = 0.75  # ADL: probability of the drop mask (its default)
+    adl_threshold: float = 0.9  # ADL: drop where attention >= threshold x max (its default)
 
     def __post_init__(self):
         if self.method not in _REGISTRY:

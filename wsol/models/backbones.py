@@ -63,6 +63,12 @@ class ResNetWSOL(WSOLModel):
         init_reference_weights(self, "xavier")  # ResNetCam: initialize_weights(..., 'xavier')
         self.torchvision_weights = weights
 
+    def adl_sites(self):
+        # wsolevaluation resnet.py _ADL_POSITION [[], [], [], [0], [0, 2]]: after block 0 of
+        # layer3 and after blocks 0 and 2 (the last) of layer4
+        b = self.backbone
+        return [b.layer3[0], b.layer4[0], b.layer4[-1]]
+
     def backbone_features(self, x):
         b = self.backbone
         x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
@@ -104,6 +110,11 @@ class VGGWSOL(WSOLModel):
     @staticmethod
     def rename_torchvision_key(key):
         return "backbone." + key.removeprefix("features.") if key.startswith("features.") else None
+
+    def adl_sites(self):
+        # wsolevaluation vgg.py configs_dict['adl']: 'A' after pool3, after conv4_3 (+ ReLU) and
+        # after conv5_3 (+ ReLU); in torchvision's numbering features[16], [22] and [29]
+        return [self.backbone[16], self.backbone[22], self.backbone[29]]
 
 
 @register_model
@@ -213,6 +224,12 @@ class InceptionWSOL(WSOLModel):
     def rename_torchvision_key(cls, key):
         name, _, _ = key.partition(".")
         return f"backbone.{key}" if name in cls._LAYERS else None
+
+    adl_without_dropout = True  # the reference's InceptionAdl head has no dropout
+
+    def adl_sites(self):
+        # wsolevaluation inception.py InceptionAdl: ADL_5d, ADL_6e, ADL_A3_2b
+        return [self.backbone.Mixed_5d, self.backbone.Mixed_6e, self.neck[5]]
 
 
 @register_model

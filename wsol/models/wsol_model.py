@@ -53,6 +53,11 @@ class WSOLModel(nn.Module):
         weights = self.classifier.weight[classes].to(features.dtype)  # (B, C)
         return torch.einsum("bc,bchw->bhw", weights, features) / features.shape[1]
 
+    def adl_sites(self) -> list[nn.Module]:
+        """The modules after whose output the ADL method puts its layers (see
+        :mod:`wsol.methods.adl`); the default: the backbone's last module."""
+        return [list(self.backbone.children())[-1]]
+
     def is_head_parameter(self, name: str) -> bool:
         return name.startswith(self.head_prefixes)
 
