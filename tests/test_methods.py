@@ -162,3 +162,37 @@ def test_adl_sits_at_the_references_positions_and_leaves_weights_alone(name):
         assert not torch.allclose(model(x), ref)  # training: the drop masks act
     if name == "inception_v3":
         assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_center_baseline_is_a_centred_gaussian_and_evaluates_like_a_cam_folder(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from wsol.baselines import center_gaussian
+    from wsol.cli import main
+
+    m = center_gaussian((224, 224))
+    # docs/metrics.md: exp(-((x - 111.5)^2 + (y - 111.5)^2) / (2 * 56^2))
+    assert m.shape == (224, 224) and m[111, 111] == m[112, 112] == m.max()
+    assert m[0, 0] == pytest.approx(np.exp(-(2 * 111.5**2) / (2 * 56.0**2)))
+    assert m[50, 120] == pytest.approx(np.exp(-((120 - 111.5) ** 2 + (50 - 111.5) ** 2) / 6272))
+    rect = center_gaussian((300, 200))
+    assert rect.shape == (200, 300) and np.unravel_index(rect.argmax(), rect.shape) == (99, 149)
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    ids = ["a.jpg", "b.jpg", "c.jpg"]
+    (meta / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    (meta / "class_labels.txt").write_text("".join(f"{i},0\n" for i in ids))
+    (meta / "image_sizes.txt").write_text("a.jpg,100,100\nb.jpg,200,100\nc.jpg,50,80\n")
+    (meta / "localization.txt").write_text("a.jpg,30,30,70,70\nb.jpg,0,0,60,99\nc.jpg,5,5,45,75\n")
+    folder = tmp_path / "cams"
+    folder.mkdir()
+    for i in ids:
+        np.save(folder / f"{i}.npy", m)
+    base = ["evaluate", "--metadata", str(meta), "--quiet", "--cam-curve-interval", "0.01"]
+    assert main([*base, "--baseline", "center", "--out", str(tmp_path / "center")]) == 0
+    assert main([*base, "--cams", str(folder), "--out", str(tmp_path / "folder")]) == 0
+    a = json.loads((tmp_path / "center" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "folder" / "metrics.json").read_text())
+    assert a["box"] == b["box"] and a["context"]["method"] == "center-baseline"

@@ -141,7 +141,7 @@ def _fixed_threshold(args: argparse.Namespace) -> float | None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_cams, save_result
 
-    if args.cams is None:
+    if args.cams is None and args.baseline is None:
         if args.model is None:
             raise ValueError("give a run folder or checkpoint, or --cams CAM_DIR with --metadata")
         from .evaluate import evaluate_checkpoint
@@ -172,9 +172,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         return 0
     if args.out is None:
-        raise ValueError("--cams needs --out")
+        raise ValueError(f"{'--cams' if args.cams else '--baseline'} needs --out")
+    source = "--cams" if args.cams is not None else "--baseline"
+    if args.cams is not None and args.baseline is not None:
+        raise ValueError("give --cams or --baseline, not both")
     if args.metadata is None:
-        raise ValueError("--cams needs --metadata (a wsolevaluation split folder)")
+        raise ValueError(f"{source} needs --metadata (a wsolevaluation split folder)")
     result = evaluate_cams(
         args.cams,
         args.metadata,
@@ -185,14 +188,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         allow_outside_root=args.allow_outside_root,
         engine=args.engine,
         progress=not args.quiet,
+        baseline=args.baseline,
     )
     context = {
-        "run": Path(args.cams).name,
+        "run": Path(args.cams).name if args.cams else f"{args.baseline} baseline",
         "dataset": result["dataset"],
         "split": result["split"],
-        "cams": str(Path(args.cams).resolve()),
         "metadata": str(Path(args.metadata).resolve()),
     }
+    if args.cams is not None:
+        context["cams"] = str(Path(args.cams).resolve())
+    else:
+        context["method"] = f"{args.baseline}-baseline"
     save_result(result, args.out, context)
     return 0
 
@@ -367,6 +374,11 @@ def _add_evaluate(sub) -> None:
         "model", nargs="?", type=Path, help="run folder or checkpoint (omit with --cams)"
     )
     p.add_argument("--cams", type=Path, help="folder of CAMs: CAM_DIR/<image_id>.npy (any method)")
+    p.add_argument(
+        "--baseline",
+        choices=("center",),
+        help="instead of CAMs, the center-Gaussian baseline of Choe et al.'s table (with --metadata)",
+    )
     p.add_argument(
         "--metadata", type=Path, help="wsolevaluation split folder, e.g. metadata/CUB/test"
     )

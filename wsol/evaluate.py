@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .baselines import BASELINES
 from .data.wsolmeta import read_wsol_metadata
 from .metrics import LocalizationEvaluator, Protocol, all_reduce_sum, ground_truth
 from .results import format_table, write_metrics
@@ -41,6 +42,17 @@ def iter_cam_batches(
             yield list(pool.map(lambda i: _load_cam(cams_dir, i), ids)), ids
 
 
+def _cam_batches(cams_dir, ids, batch_size, baseline, protocol):
+    """CAM batches from a folder, or a baseline's map (the same for every image)."""
+    if baseline is None:
+        yield from iter_cam_batches(Path(cams_dir), ids, batch_size)
+        return
+    score = BASELINES[baseline]((protocol or Protocol()).eval_size)
+    for start in range(0, len(ids), batch_size):
+        batch = list(ids[start : start + batch_size])
+        yield [score] * len(batch), batch
+
+
 def read_predictions(path: str | Path) -> dict[str, list[int]]:
     """Class predictions from a CSV with columns ``image_id,top5`` (top5: labels separated by
     spaces, best first); gives the top-1 / top-5 loc metrics for CAMs evaluated from a folder."""
@@ -60,7 +72,7 @@ def read_predictions(path: str | Path) -> dict[str, list[int]]:
 
 
 def evaluate_cams(
-    cams_dir: str | Path,
+    cams_dir: str | Path | None,
     metadata_dir: str | Path,
     masks_root: str | Path | None = None,
     protocol: Protocol | None = None,
@@ -71,16 +83,20 @@ def evaluate_cams(
     batch_size: int = 64,
     progress: bool = True,
     allow_outside_root: bool = False,
+    baseline: str | None = None,
 ) -> dict:
-    """Evaluate a folder of CAMs (``CAM_DIR/<image_id>.npy``) against wsolevaluation metadata.
+    """Evaluate a folder of CAMs (``CAM_DIR/<image_id>.npy``), or a ``baseline`` of
+    :mod:`wsol.baselines` (``center``), against wsolevaluation metadata.
 
     Boxes are evaluated when the metadata has boxes; PxAP when it has masks and ``masks_root``
     is given. Returns the result dict (see :class:`wsol.metrics.LocalizationEvaluator`).
     ``result["per_image"]`` is an iterator of per-image rows, made as it is consumed
     (:func:`save_result` writes it to per_image.csv), so memory does not grow with the images.
     """
-    cams_dir = Path(cams_dir)
-    if not cams_dir.is_dir():
+    if baseline is not None:
+        if baseline not in BASELINES:
+            raise ValueError(f"unknown baseline {baseline!r}: {', '.join(BASELINES)}")
+    elif cams_dir is None or not Path(cams_dir).is_dir():
         raise FileNotFoundError(f"CAM folder {cams_dir} does not exist")
     split = read_wsol_metadata(
         metadata_dir, mask_root=masks_root, allow_outside_root=allow_outside_root
@@ -105,7 +121,7 @@ def evaluate_cams(
     preds = read_predictions(predictions) if predictions else None
     ids = [r.image_id for r in split.records]
     with tqdm(total=len(ids), desc="evaluate", unit="cam", disable=not progress) as bar:
-        for cams, batch_ids in iter_cam_batches(cams_dir, ids, batch_size):
+        for cams, batch_ids in _cam_batches(cams_dir, ids, batch_size, baseline, protocol):
             top1 = top5 = predicted = None
             if preds is not None:
                 missing = [i for i in batch_ids if i not in preds]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .baselines import BASELINES
 from .data.dataset import to_rgb
 from .localize import EVAL_SIZE, boxes_from_scoremap, prepare_scoremaps, resize_boxes
 from .rundir import cam_path, resolve_eval_dir
@@ -134,7 +135,10 @@ def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> di
         if "cams" in ctx
         else None
     )
-    if folder is not None:
+    baseline = str(ctx.get("method", "")).removesuffix("-baseline")
+    if folder is None and baseline in BASELINES:
+        raw = [BASELINES[baseline](tuple(protocol["eval_size"]))] * len(ids)
+    elif folder is not None:
         raw = [np.load(cam_path(folder, i)) for i in ids]
     else:
         import torch
