@@ -12,7 +12,17 @@ PACKAGE = Path(__file__).parent.parent / "wsol"
 #: the stages, in the order the data flow through them; a module may import modules of its own
 #: or an earlier stage only
 STAGES = [
-    ["serialization", "data", "models", "methods", "mixing", "cam", "localize", "_sweep"],
+    [
+        "serialization",
+        "data",
+        "models",
+        "methods",
+        "mixing",
+        "cam",
+        "localize",
+        "_sweep",
+        "baselines",
+    ],
     ["metrics"],
     ["runtime", "rundir", "config"],
     ["train", "evaluate", "results"],
