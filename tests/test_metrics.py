@@ -258,3 +258,48 @@ def test_per_image_rows_come_in_chunks_equal_to_all_at_once(tmp_path):
     assert lines[0].startswith("image_id,iou,") and len(lines) == 8
     assert write_csv_rows(tmp_path / "none.csv", iter([])) == 0
     assert not (tmp_path / "none.csv").exists()
+
+
+def test_batches_accumulate_and_an_iou_equal_to_the_level_counts():
+    # evaluation.py: correct when IoU >= d / 100 (inclusive); counts add up over batches
+    gt = {"a": _gt([[0, 0, 9, 9]], size=(224, 224)), "b": _gt([[0, 0, 9, 9]])}
+    p = Protocol(cam_curve_interval=0.25)
+    half = blob(0, 5, 0, 10)  # the box 0..9 x 0..4: IoU exactly 0.5 with 0..9 x 0..9
+    one = BoxAccumulator(gt, p)
+    one.update(np.stack([half, half]), ["a", "b"], [True, False], [True, True])
+    two = BoxAccumulator(gt, p)
+    two.update(half[None], ["a"], [True], [True])
+    two.update(half[None], ["b"], [False], [True])
+    for acc in (one, two):
+        out = acc.compute()
+        assert out["box"]["single"]["50"]["max_box_acc"] == 100.0  # 0.5 >= 0.5
+        assert out["box"]["single"]["70"]["max_box_acc"] == 0.0
+        assert out["loc"]["top1_loc@best"] == 50.0 and out["loc"]["top5_loc@best"] == 100.0
+        assert out["classification"] == {"top1_acc": 50.0, "top5_acc": 100.0}
+    for mode in ("single", "multi"):
+        assert (one.correct[mode] == two.correct[mode]).all()
+        assert (one.correct_top1[mode] == two.correct_top1[mode]).all()
+        assert (one.correct_top5[mode] == two.correct_top5[mode]).all()
+
+
+def test_pxap_counts_images_and_refuses_sets_without_positives(tmp_path):
+    # evaluation.py MaskEvaluator.compute: an error when there is no GT positive (its "no
+    # positive prediction" error cannot happen with maps in [0, 1]: threshold 0 takes every pixel)
+    empty = _save_mask(tmp_path / "empty.png", np.zeros((224, 224), np.uint8))
+    one = np.zeros((224, 224), np.uint8)
+    one[100, 100] = 255
+    single = _save_mask(tmp_path / "one.png", one)
+    p = Protocol(cam_curve_interval=0.1)
+    acc = MaskAccumulator({"a": _gt([], mask_paths=(empty,)), "b": _gt([], mask_paths=(empty,))}, p)
+    acc.update(np.random.default_rng(0).random((2, 224, 224)), ["a", "b"])
+    assert acc.count == 2
+    with pytest.raises(RuntimeError, match="no positive ground-truth pixel"):
+        acc.compute()
+    acc = MaskAccumulator({"a": _gt([], mask_paths=(single,))}, p)  # one positive pixel is enough
+    scores = np.zeros((1, 224, 224))
+    scores[0, 100, 100] = 1.0
+    acc.update(scores, ["a"])
+    out = acc.compute()
+    assert out["PxAP"] == pytest.approx(100.0) and out["images"] == 1
+    # a point per threshold with a positive prediction: here every threshold (all predict)
+    assert len(out["pr_curve"]["threshold"]) == 11  # 10 thresholds + the [1, 2) bin
