@@ -193,3 +193,19 @@ def test_cutout_zeros_exactly_the_drawn_square(h, w, size, side):
         assert torch.equal(out[k][:, ~hole], images[k][:, ~hole])  # the rest untouched
         assert (out[k][:, hole] == 0).all()
     assert out.dtype == images.dtype and out.shape == images.shape
+
+
+def test_label_smoothing_applies_to_both_label_sets_and_cutout_sizes():
+    images, targets = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    batch = cutmix(images, targets, generator=_gen(3))
+    logits = torch.randn(6, 3)
+    want = batch.lam * F.cross_entropy(logits, batch.targets_a, label_smoothing=0.2) + (
+        1 - batch.lam
+    ) * F.cross_entropy(logits, batch.targets_b, label_smoothing=0.2)
+    assert mixed_loss(logits, batch, label_smoothing=0.2).item() == pytest.approx(want.item())
+    ones = torch.ones(4, 1, 10, 10)
+    assert torch.equal(cutout(ones, generator=_gen(1)), cutout(ones, 0.5, _gen(1)))  # default
+    one_pixel = cutout(ones, size=1, generator=_gen(2))  # 1 is a side in pixels, not a fraction
+    assert [int((img == 0).sum()) for img in one_pixel] == [1, 1, 1, 1]
+    whole = cutout(ones, size=0.999, generator=_gen(2))  # a fraction below 1: ~ the full side
+    assert all(int((img == 0).sum()) >= 25 for img in whole)
