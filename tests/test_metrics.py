@@ -264,7 +264,7 @@ def test_batches_accumulate_and_an_iou_equal_to_the_level_counts():
     # evaluation.py: correct when IoU >= d / 100 (inclusive); counts add up over batches
     gt = {"a": _gt([[0, 0, 9, 9]], size=(224, 224)), "b": _gt([[0, 0, 9, 9]])}
     p = Protocol(cam_curve_interval=0.25)
-    half = blob(0, 5, 0, 10)  # the box 0..9 x 0..4: IoU exactly 0.5 with 0..9 x 0..9
+    half = blob(0, 4, 0, 9)  # boundingRect + w, + h: the box 0..9 x 0..4, IoU exactly 0.5
     one = BoxAccumulator(gt, p)
     one.update(np.stack([half, half]), ["a", "b"], [True, False], [True, True])
     two = BoxAccumulator(gt, p)
