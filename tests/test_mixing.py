@@ -102,7 +102,7 @@ def test_nonpositive_beta_or_alpha_leaves_the_batch_unmixed():
         for seed in range(5):
             batch = mix_batch(images, targets, config, _gen(seed))
             assert torch.equal(batch.images, images) and batch.lam == 1.0
-            assert torch.equal(batch.targets_b, targets)
+            assert torch.equal(batch.targets_a, targets) and torch.equal(batch.targets_b, targets)
     mixed = mix_batch(images, targets, MixingConfig("cutmix", cutmix_beta=1.0), _gen(0))
     assert mixed.lam < 1.0  # a positive beta does mix
 
@@ -172,6 +172,9 @@ def test_mix_batch_applies_each_method():
     assert torch.equal(cut.images, cutout(images, 4, _gen(5)))
     base = mix_batch(images, targets, MixingConfig("base"), _gen(6))
     assert base.lam == 1.0 and base.images is images
+    assert base.targets_a is targets and base.targets_b is targets
+    never = mix_batch(images, targets, MixingConfig("cutmix", cutmix_prob=0.0), _gen(6))
+    assert never.targets_a is targets and never.targets_b is targets
     with pytest.raises(
         ValueError, match="unknown method 'cutpaste': adl, base, cutmix, cutout, has or mixup"
     ):
