@@ -149,6 +149,17 @@ def _mask_cases():
     return out
 
 
+def _write_metadata(folder: Path, ids, labels, sizes, locs) -> None:
+    """The four files of a wsolevaluation metadata folder."""
+    for name, lines in (
+        ("image_ids.txt", ids),
+        ("class_labels.txt", labels),
+        ("image_sizes.txt", sizes),
+        ("localization.txt", locs),
+    ):
+        (folder / name).write_text("\n".join(lines) + "\n")
+
+
 def write_inputs(out: Path) -> None:
     """Write the cases as wsolevaluation metadata, mask PNGs and one npz of raw CAMs."""
     import numpy as np
@@ -165,13 +176,7 @@ def write_inputs(out: Path) -> None:
         labels.append(f"{image_id},0")
         sizes.append(f"{image_id},{w},{h}")
         locs += [f"{image_id},{x0},{y0},{x1},{y1}" for x0, y0, x1, y1 in boxes]
-    for name, lines in (
-        ("image_ids.txt", ids),
-        ("class_labels.txt", labels),
-        ("image_sizes.txt", sizes),
-        ("localization.txt", locs),
-    ):
-        (boxes_dir / name).write_text("\n".join(lines) + "\n")
+    _write_metadata(boxes_dir, ids, labels, sizes, locs)
 
     masks_dir, files = out / "masks", out / "mask_files"
     masks_dir.mkdir(exist_ok=True)
@@ -191,13 +196,7 @@ def write_inputs(out: Path) -> None:
             (files / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(mask.astype(np.uint8) * 255).save(files / rel)
             locs.append(f"{image_id},{rel},{ignore_rel if n == 0 else ''}")
-    for name, lines in (
-        ("image_ids.txt", ids),
-        ("class_labels.txt", labels),
-        ("image_sizes.txt", sizes),
-        ("localization.txt", locs),
-    ):
-        (masks_dir / name).write_text("\n".join(lines) + "\n")
+    _write_metadata(masks_dir, ids, labels, sizes, locs)
     np.savez_compressed(out / "cams.npz", **cams)
     print(f"wrote {len(cams)} CAMs and their metadata to {out}")
 

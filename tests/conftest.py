@@ -53,3 +53,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def cpu_run(root: Path, **extra) -> list[str]:
+    """``key=value`` overrides of a seconds-long CPU run on a tiny data set: the small CNN on
+    32 px crops, no AMP, no workers; ``extra`` adds or replaces keys."""
+    base = {
+        "data.root": str(root),
+        "data.resize_size": 36,
+        "data.crop_size": 32,
+        "data.workers": 0,
+        "model.name": "smallcnn",
+        "model.pretrained": "null",
+        "batch_size": 8,
+        "epochs": 1,
+        "amp": "none",
+        "device": "cpu",
+        "cam_curve_interval": 0.05,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import cpu_run
 from PIL import Image
 
 from wsol.config import load_config
@@ -264,23 +265,7 @@ def synth(tmp_path_factory) -> Path:
 
 
 def _small(root: Path, **extra) -> list[str]:
-    base = {
-        "data.root": str(root),
-        "data.resize_size": 36,
-        "data.crop_size": 32,
-        "data.workers": 0,
-        "model.name": "smallcnn",
-        "model.pretrained": "null",
-        "optim.lr": 0.05,
-        "optim.scheduler": "none",
-        "batch_size": 8,
-        "epochs": 2,
-        "amp": "none",
-        "device": "cpu",
-        "cam_curve_interval": 0.05,
-    }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+    return cpu_run(root, **{"optim.lr": 0.05, "optim.scheduler": "none", "epochs": 2, **extra})
 
 
 def _log(run: Path) -> list[dict]:

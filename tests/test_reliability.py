@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import cpu_run
 from PIL import Image
 
 from wsol.cli import main
@@ -14,21 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def _small(root, **extra) -> list[str]:
-    base = {
-        "data.root": str(root),
-        "data.resize_size": 36,
-        "data.crop_size": 32,
-        "data.workers": 0,
-        "model.name": "smallcnn",
-        "model.pretrained": "null",
-        "batch_size": 8,
-        "epochs": 1,
-        "amp": "none",
-        "device": "cpu",
-        "cam_curve_interval": 0.05,
-    }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+    return cpu_run(root, **extra)
 
 
 def test_16_bit_images_are_scaled_not_clipped_to_white(tmp_path):

@@ -23,6 +23,15 @@ def _beta(alpha: float, generator: torch.Generator | None) -> float:
     return float(x[0] / x.sum())
 
 
+def lambda_and_partners(
+    images: torch.Tensor, alpha: float, generator
+) -> tuple[float, torch.Tensor]:
+    """One lambda ~ Beta(alpha, alpha) for the batch and each image's partner (a random
+    permutation), drawn in this order from ``generator``: what CutMix and Mixup share."""
+    lam = _beta(alpha, generator)
+    return lam, torch.randperm(images.shape[0], generator=generator).to(images.device)
+
+
 def rand_box(
     height: int, width: int, lam: float, generator: torch.Generator | None = None
 ) -> tuple[int, int, int, int]:
@@ -44,8 +53,7 @@ def cutmix(
     generator: torch.Generator | None = None,
 ) -> MixedBatch:
     """Paste a box from a shuffled partner into every image; lambda = 1 - box area / image area."""
-    lam = _beta(beta, generator)
-    index = torch.randperm(images.shape[0], generator=generator).to(images.device)
+    lam, index = lambda_and_partners(images, beta, generator)
     h, w = images.shape[-2:]
     x0, y0, x1, y1 = rand_box(h, w, lam, generator)
     mixed = images.clone()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from .base import Method, MixedBatch, register_method
-from .cutmix import _beta
+from .cutmix import lambda_and_partners
 
 
 def mixup(
@@ -17,8 +17,7 @@ def mixup(
     generator: torch.Generator | None = None,
 ) -> MixedBatch:
     """Blend every image with a shuffled partner: lam * x + (1 - lam) * x[perm]."""
-    lam = _beta(alpha, generator)
-    index = torch.randperm(images.shape[0], generator=generator).to(images.device)
+    lam, index = lambda_and_partners(images, alpha, generator)
     mixed = lam * images + (1.0 - lam) * images[index]
     return MixedBatch(mixed, targets, targets[index], lam)
 
