@@ -41,6 +41,25 @@ def render() -> str:
     return "\n".join(parts)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=f"Rewrite {DOC.name} (docs/cli.md) from wsol's argument parser."
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only say whether docs/cli.md is current (exit 1 if not)",
+    )
+    args = parser.parse_args(argv)
+    if args.check:
+        current = DOC.read_text(encoding="utf-8") == render()
+        print(f"{DOC} is {'current' if current else 'out of date'}")
+        raise SystemExit(0 if current else 1)
     DOC.write_text(render(), encoding="utf-8")
     print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()

@@ -83,3 +83,19 @@ def _fresh_cub(tmp_path: Path) -> Path:
     from conftest import write_tiny_cub
 
     return write_tiny_cub(tmp_path / "fresh")
+
+
+def test_gen_cli_docs_help_prints_help_and_writes_nothing(capsys):
+    import importlib.util
+
+    script = Path(__file__).parent.parent / "scripts" / "gen_cli_docs.py"
+    spec = importlib.util.spec_from_file_location("gen_cli_docs_help", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = module.DOC.stat().st_mtime_ns
+    import pytest
+
+    with pytest.raises(SystemExit) as done:
+        module.main(["--help"])
+    assert done.value.code == 0 and "Rewrite" in capsys.readouterr().out
+    assert module.DOC.stat().st_mtime_ns == before

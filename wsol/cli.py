@@ -349,7 +349,8 @@ def _add_data_convert(sub) -> None:
     p = sub.add_parser(
         "convert",
         help="convert CUB-200-2011 (native) to the wsolevaluation metadata layout",
-        description="Writes OUT/CUB/{train,val,test}: val holds VAL_PER_CLASS training images per class "
+        description="Writes OUT/<CUB or SYNTH>/{train,val,test} (SYNTH for the synthetic set): val "
+        "holds VAL_PER_CLASS training images per class "
         "(never trained on), for choosing hyperparameters and the CAM threshold.",
     )
     p.add_argument("cub_root", type=Path)
