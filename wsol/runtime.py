@@ -277,27 +277,33 @@ def checkpoint_path(path: str | Path, which: str = "last") -> Path:
             raise FileNotFoundError(f"{path} holds no best.pt (it had no val split to choose on)")
         if not file.is_file():
             raise FileNotFoundError(f"{path} holds no {which}.pt")
-        if which == "best" and (path / "last.pt").is_file():
-            chosen = (load_checkpoint(path / "last.pt").get("best") or {}).get("epoch")
-            held = load_checkpoint(file).get("epoch", -1) + 1
-            if chosen is not None and chosen != held:
-                raise ValueError(
-                    f"{file} holds epoch {held}, but the best epoch was {chosen} (the run was "
-                    f"killed between two writes): `wsol train --resume --out {path}` repairs it"
-                )
         return file
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     return path
 
 
+def _check_best_is_current(file: Path, ckpt: dict) -> None:
+    """Refuse a best.pt older than the best epoch its last.pt records (a kill between the two
+    writes; resume repairs it)."""
+    chosen = (load_checkpoint(file.parent / "last.pt").get("best") or {}).get("epoch")
+    held = ckpt.get("epoch", -1) + 1
+    if chosen is not None and chosen != held:
+        raise ValueError(
+            f"{file} holds epoch {held}, but the best epoch was {chosen} (the run was killed "
+            f"between two writes): `wsol train --resume --out {file.parent}` repairs it"
+        )
+
+
 def load_checkpoint_model(
     path: str | Path, device: torch.device | str = "cpu", which: str = "last"
 ):
     """(model, config dict, checkpoint) from a run folder (its ``which``.pt) or a .pt file."""
-    path = checkpoint_path(path, which)
-    ckpt = load_checkpoint(path)
-    ckpt["path"] = str(path)
+    file = checkpoint_path(path, which)
+    ckpt = load_checkpoint(file)
+    if file.name == "best.pt" and (file.parent / "last.pt").is_file():
+        _check_best_is_current(file, ckpt)
+    ckpt["path"] = str(file)
     cfg = ckpt["config"]
     model = create_model(
         cfg["model"]["name"],

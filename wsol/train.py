@@ -149,10 +149,6 @@ def repair_best(out: Path, ckpt: dict) -> None:
     os.replace(tmp, path)
 
 
-def _unwrap(model):
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def _read_log(path: Path, upto_epoch: int) -> list[dict]:
     """Rows of epochs 1..upto_epoch (1-based, as logged)."""
     if not path.is_file():
@@ -407,7 +403,12 @@ def train(
         tqdm.write(f"train: {splits['train_images']} images | val: {splits['val']}")
         if splits["val_is_test"]:
             tqdm.write("val is the test split: no best.pt is kept (it would choose on test)")
-    changes = resume_changes(run.path, cfg) if resume else []
+    last = None  # the checkpoint a resume continues from, read once
+    if resume:
+        if not run.checkpoint("last").is_file():
+            raise FileNotFoundError(f"--resume: {run.checkpoint('last')} does not exist")
+        last = load_checkpoint(run.checkpoint("last"))
+    changes = resume_changes(run.path, cfg, last) if resume else []
 
     seed_everything(epoch_seed(cfg.seed, -1, 0))  # the same initial weights on every rank
     method = create_method(cfg.method)
@@ -430,7 +431,7 @@ def train(
     with RunLock(run.path, d):
         clean_temporaries(run.path)
         if resume:
-            state.load(load_checkpoint(run.checkpoint("last"), map_location=d.device))
+            state.load(last)
             if d.main:
                 repair_best(run.path, {"epoch": state.epoch, "best": state.best})
         elif run.checkpoint("last").exists():  # every rank stops, none waits for the others
@@ -540,14 +541,10 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def resume_changes(out: Path, cfg: TrainConfig) -> list[dict]:
-    """The changes ``cfg`` makes to the config a run was trained with (its last.pt): allowed
-    ones (``RESUMABLE_KEYS``) are returned, any other is refused before any work, so that what a
-    resumed run says it ran is what ran."""
-    ckpt_path = Path(out) / "last.pt"
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"--resume: {ckpt_path} does not exist")
-    ckpt = load_checkpoint(ckpt_path)
+def resume_changes(out: Path, cfg: TrainConfig, ckpt: dict) -> list[dict]:
+    """The changes ``cfg`` makes to the config a run was trained with (``ckpt``, its last.pt):
+    allowed ones (``RESUMABLE_KEYS``) are returned, any other is refused before any work, so
+    that what a resumed run says it ran is what ran."""
     ran, done = _flatten(ckpt["config"]), ckpt["epoch"] + 1
     now = _flatten(config_to_dict(cfg))
     changed = [
