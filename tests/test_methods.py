@@ -13,7 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def test_the_registry_lists_every_method_and_builds_it_from_its_config():
-    assert list_methods() == ["adl", "base", "cutmix", "cutout", "has", "mixup"]
+    assert list_methods() == ["acol", "adl", "base", "cutmix", "cutout", "has", "mixup", "spg"]
     for name in list_methods():
         method = create_method(MethodConfig(name))
         assert isinstance(method, Method) and method.name == name
@@ -96,7 +96,10 @@ def test_has_hides_exactly_the_drawn_cells(h, w, g):
     assert not hide_cells(images, g, 0.0)[1].any() or (draws == 0).any()
 
 
-@pytest.mark.parametrize("name", ["base", "cutmix", "mixup", "cutout", "has", "adl"])
+ALL_METHODS = ["base", "cutmix", "mixup", "cutout", "has", "acol", "spg", "adl"]
+
+
+@pytest.mark.parametrize("name", ALL_METHODS)
 @pytest.mark.parametrize("model_name", ["smallcnn", "resnet18"])
 def test_every_method_trains_every_small_model(name, model_name):
     from wsol.models import create_model
@@ -196,3 +199,115 @@ def test_center_baseline_is_a_centred_gaussian_and_evaluates_like_a_cam_folder(t
     a = json.loads((tmp_path / "center" / "metrics.json").read_text())
     b = json.loads((tmp_path / "folder" / "metrics.json").read_text())
     assert a["box"] == b["box"] and a["context"]["method"] == "center-baseline"
+
+
+@pytest.mark.parametrize("model_name", ["resnet50", "vgg16", "inception_v3"])
+def test_every_method_runs_on_every_reference_backbone_at_224(model_name):
+    """One training forward pass (batch, loss) and the CAMs of every method, random weights."""
+    from wsol.models import create_model
+
+    images, targets = torch.randn(2, 3, 224, 224), torch.tensor([0, 2])
+    for name in ALL_METHODS:
+        torch.manual_seed(0)
+        method = create_method(MethodConfig(name))
+        model = method.adapt_model(create_model(model_name, num_classes=3))
+        with torch.no_grad():
+            batch = method.prepare_batch(images, targets, torch.Generator().manual_seed(0))
+            logits, loss = method.training_loss(model, batch)
+            assert logits.shape == (2, 3) and torch.isfinite(loss), name
+            model.eval()
+            logits, features = model.forward_with_features(images)
+            cams = method.cams(model, features, targets)
+        assert cams.shape == (2, 14, 14) and torch.isfinite(cams).all(), name
+
+
+def test_acol_erases_where_the_normalised_map_reaches_the_threshold():
+    # wsolevaluation wsol/method/acol.py _erase_attention: mask 0 where attention >= threshold
+    # (the attention: branch A's class map, min-max normalised per image, util.get_attention)
+    from wsol.methods import AcolHead, erase, normalize_maps
+
+    class_map = torch.tensor([[[[2.0, 4.0], [5.0, 12.0]]]])  # normalised: 0, .2, .3, 1
+    attention = normalize_maps(class_map)
+    torch.testing.assert_close(attention, torch.tensor([[[[0.0, 0.2], [0.3, 1.0]]]]))
+    features = torch.ones(1, 3, 2, 2)
+    assert erase(features, attention, 0.3)[0, :, :, :].tolist() == [[[1.0, 1.0], [0.0, 0.0]]] * 3
+    assert erase(features, attention, 0.31).sum() == 9  # only the maximum reaches 0.31
+    assert normalize_maps(torch.full((1, 1, 2, 2), 3.0)).abs().sum() == 0  # constant: 0, not NaN
+
+    head = AcolHead(channels=3, width=4, num_classes=2, threshold=0.5)
+    seen = {}
+    head.branch_b.register_forward_pre_hook(lambda _m, args: seen.setdefault("b", args[0]))
+    features = torch.rand(1, 3, 4, 4)
+    maps_a, _ = head.maps(features, torch.tensor([1]))
+    a = normalize_maps(maps_a[:, 1:2].detach())
+    torch.testing.assert_close(seen["b"], features * (a < 0.5))
+    out = head(None, features, torch.tensor([1]))
+    assert set(out) == {"logits", "logits_b"}
+    torch.testing.assert_close(out["logits"], maps_a.mean(dim=(2, 3)))
+
+
+def test_acol_cam_is_the_maximum_of_both_normalised_branches():
+    # wsolevaluation resnet.py ResNetAcol.forward(return_cam=True): max(normalize(feat_map_a),
+    # normalize(feat_map_b))[labels], B reading features erased with the labels' maps
+    from wsol.methods import AcolHead, normalize_maps
+
+    torch.manual_seed(0)
+    head = AcolHead(channels=3, width=4, num_classes=2, threshold=0.6)
+    features, classes = torch.rand(2, 3, 5, 5), torch.tensor([0, 1])
+    maps_a, maps_b = head.maps(features, classes)
+    rows = torch.arange(2)
+    expected = torch.maximum(
+        normalize_maps(maps_a[rows, classes]), normalize_maps(maps_b[rows, classes])
+    )
+    torch.testing.assert_close(head.cams(features, classes), expected)
+
+
+def test_spg_guidance_masks():
+    # wsolevaluation wsol/method/spg.py get_mask: 255 everywhere, 1 where attention > high (or
+    # > 0.7 x max when fewer than 30 pixels pass), then 0 where attention < low
+    from wsol.methods import guidance_mask
+
+    guide = torch.zeros(2, 1, 8, 8)
+    guide[0, 0, :4] = 0.9  # 32 pixels above high 0.7: foreground as they are
+    guide[0, 0, 4:, :] = 0.3  # in between: ignored
+    guide[0, 0, 7, 7] = 0.005  # below low: background
+    guide[1, 0] = 0.2
+    guide[1, 0, 0, :5] = torch.tensor([0.5, 0.6, 0.61, 0.65, 0.6])  # none above .7: 0.7 x .65
+    mask = guidance_mask(guide, high=0.7, low=0.01)
+    assert (mask[0, 0, :4] == 1).all() and (mask[0, 0, 4:7] == 255).all()
+    assert mask[0, 0, 7, 7] == 0 and (mask[0, 0, 7, :7] == 255).all()
+    # image 1: 0.7 x 0.65 = 0.455 -> the five values above it are foreground, 0.2 ignored
+    assert mask[1, 0, 0, :5].tolist() == [1.0] * 5 and (mask[1, 0, 1:] == 255).all()
+    assert guidance_mask(guide, high=0.7, low=0.25)[1, 0, 1:].eq(0).all()  # low wins
+
+
+def test_spg_bce_skips_ignored_pixels_and_the_loss_sums_four_terms():
+    from wsol.methods import guidance_mask, guided_bce, spg_loss
+
+    torch.manual_seed(0)
+    logits, guide = torch.randn(2, 1, 6, 6), torch.rand(2, 1, 6, 6)
+    mask = guidance_mask(guide, 0.6, 0.2)
+    keep = mask != 255
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[keep], mask[keep])
+    torch.testing.assert_close(guided_bce(logits, guide, 0.6, 0.2), expected)
+
+    targets = torch.tensor([1, 0])
+    out = {
+        "logits": torch.randn(2, 3),
+        "class_map": torch.randn(2, 1, 3, 3),
+        "logits_b1": torch.randn(2, 1, 3, 3),
+        "logits_b2": torch.randn(2, 1, 3, 3),
+        "logits_c": torch.randn(2, 1, 3, 3),
+    }
+    thresholds = ((0.7, 0.01), (0.5, 0.05), (0.7, 0.1))
+    up = lambda t: torch.nn.functional.interpolate(t, size=(12, 12), mode="bilinear")  # noqa: E731
+    b1, b2, c = up(out["logits_b1"]), up(out["logits_b2"]), up(out["logits_c"])
+    from wsol.methods import normalize_maps
+
+    expected = (
+        torch.nn.functional.cross_entropy(out["logits"], targets)
+        + guided_bce(b2, normalize_maps(up(out["class_map"])), 0.7, 0.01)
+        + guided_bce(b1, torch.sigmoid(b2), 0.5, 0.05)
+        + guided_bce(c, (torch.sigmoid(b1) + torch.sigmoid(b2)) / 2, 0.7, 0.1)
+    )
+    torch.testing.assert_close(spg_loss(out, targets, (12, 12), thresholds), expected)

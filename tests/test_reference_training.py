@@ -116,17 +116,25 @@ def test_recipes_follow_the_reference_settings(path):
         # ILSVRC: 10 epochs, decay every 3; resnet.py keeps the fc for ILSVRC ('cam' type);
         # vgg.py removes 'classifier.' and inception.py 'fc.' always
         assert (cfg.epochs, cfg.optim.lr_step) == (10, 3)
-        assert cfg.model.keep_pretrained_classifier is (cfg.model.name == "resnet50")
+        # resnet.py removes the fc for acol and spg on every data set
+        keeps = cfg.model.name == "resnet50" and cfg.method.method not in ("acol", "spg")
+        assert cfg.model.keep_pretrained_classifier is keeps
         assert cfg.data.metadata  # ImageNetV2 as val, as the reference
     if cfg.method.method == "cutmix":  # config.py: --cutmix_beta 1.0, --cutmix_prob 1.0
         assert (cfg.method.cutmix_beta, cfg.method.cutmix_prob) == (1.0, 1.0)
+    if cfg.method.method == "acol":  # config.py: --acol_threshold 0.7
+        assert cfg.method.acol_threshold == 0.7
+    if cfg.method.method == "spg":  # config.py: --spg_threshold_1h 0.7 ... --spg_threshold_3l 0.1
+        m = cfg.method
+        assert (m.spg_threshold_1h, m.spg_threshold_1l, m.spg_threshold_2h) == (0.7, 0.01, 0.5)
+        assert (m.spg_threshold_2l, m.spg_threshold_3h, m.spg_threshold_3l) == (0.05, 0.7, 0.1)
 
 
 def test_every_reference_backbone_has_both_data_sets_and_methods():
     names = {p.stem for p in WSOLEVAL_RECIPES}
     for data in ("cub", "imagenet"):
         for arch in ("vgg16", "inception_v3", "resnet50"):
-            for method in ("base", "cutmix"):
+            for method in ("base", "cutmix", "has", "acol", "spg", "adl"):
                 assert f"{data}_{arch}_{method}" in names
     for arch in ("resnet50", "vgg16"):
         for method in ("base", "cutmix"):
@@ -186,12 +194,30 @@ def test_inception_layers_are_the_references():
 
 @pytest.mark.parametrize("name", ["resnet50", "vgg16", "inception_v3", "resnet18", "smallcnn"])
 def test_classifier_starts_as_the_references(name):
-    # wsol/util.py initialize_weights: nn.Linear weight N(0, 0.01), bias 0
+    # wsol/util.py initialize_weights: nn.Linear weight N(0, 0.01), bias 0; InceptionCam's class
+    # map is a 1 x 1 nn.Conv2d (SPG_A4), so xavier-uniform: bound sqrt(6 / (1024 + 200))
     torch.manual_seed(0)
     model = create_model(name, num_classes=200)
     w = model.classifier.weight
     assert torch.count_nonzero(model.classifier.bias) == 0
-    assert w.mean().abs() < 1e-3 and 0.0095 < w.std() < 0.0105
+    if name == "inception_v3":
+        bound = (6 / (1024 + 200)) ** 0.5
+        assert w.abs().max() <= bound and w.abs().max() > 0.99 * bound
+        assert abs(w.std() - bound / 3**0.5) < 1e-3
+    else:
+        assert w.mean().abs() < 1e-3 and 0.0095 < w.std() < 0.0105
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg16", "inception_v3"])
+def test_spg_class_map_starts_as_the_references(name):
+    # every *Spg model's class map is a 1 x 1 conv under initialize_weights(..., 'xavier')
+    from wsol.methods import MethodConfig, create_method
+
+    torch.manual_seed(0)
+    model = create_method(MethodConfig("spg")).adapt_model(create_model(name, num_classes=200))
+    w = model.classifier.weight
+    bound = (6 / (w.shape[1] + 200)) ** 0.5
+    assert w.abs().max() <= bound and abs(w.std() - bound / 3**0.5) < 1e-3
 
 
 def _torchvision_state(monkeypatch, factory):

@@ -58,7 +58,7 @@ class _Wrapped(torch.nn.Module):
 
     def forward(self, x):
         features = self.features(x)
-        return self.model.classifier(features.mean(dim=(2, 3)))
+        return self.model.logits_from_features(features)
 
 
 def gradcam_family(model, images: torch.Tensor, classes: torch.Tensor, method: str) -> torch.Tensor:

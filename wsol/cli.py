@@ -445,7 +445,7 @@ def _add_evaluate(sub) -> None:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a classifier (base, CutMix, Mixup, Cutout) from a YAML config",
+        help="train a classifier with a WSOL method (CAM, CutMix, HaS, ACoL, SPG, ADL, ...) from a YAML config",
         description="Train from a YAML config (see configs/), with key=value overrides such as "
         "optim.lr=0.01 method.method=cutmix. Multi-GPU: torchrun --nproc_per_node=N -m wsol.cli train ...",
     )

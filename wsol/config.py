@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .methods import MethodConfig
+from .methods import MethodConfig, create_method
 from .models import list_models
 from .runtime import atomic_write_text
 
@@ -159,6 +159,11 @@ def _from_dict(cls, data: dict, where: str, errors: list[str]):
 
 SELECT_METRICS = ("auto", "MaxBoxAccV2", "MaxBoxAcc", "PxAP", "top1_acc", "top5_acc")
 
+
+def _unit(name: str):
+    return lambda c: 0 <= getattr(c.method, name) <= 1
+
+
 #: (key, check, what it must be): the values a run can use
 _CHECKS = (
     (
@@ -188,6 +193,12 @@ _CHECKS = (
     ("method.has_drop_rate", lambda c: 0 <= c.method.has_drop_rate <= 1, "in [0, 1]"),
     ("method.adl_drop_rate", lambda c: 0 <= c.method.adl_drop_rate <= 1, "in [0, 1]"),
     ("method.adl_threshold", lambda c: 0 <= c.method.adl_threshold <= 1, "in [0, 1]"),
+    ("method.acol_threshold", lambda c: 0 <= c.method.acol_threshold <= 1, "in [0, 1]"),
+    *(
+        (f"method.spg_threshold_{k}{hl}", _unit(f"spg_threshold_{k}{hl}"), "in [0, 1]")
+        for k in (1, 2, 3)
+        for hl in "hl"
+    ),
     ("epochs", lambda c: c.epochs >= 1, ">= 1"),
     ("batch_size", lambda c: c.batch_size >= 1, ">= 1"),
     ("amp", lambda c: c.amp in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
@@ -208,6 +219,11 @@ def check_config(cfg: TrainConfig) -> list[str]:
             section, _, name = key.rpartition(".")
             value = getattr(getattr(cfg, section) if section else cfg, name)
             errors.append(f"{key}: must be {must}, not {value!r}")
+    if cfg.model.keep_pretrained_classifier and not create_method(cfg.method).keeps_classifier:
+        errors.append(
+            f"model.keep_pretrained_classifier: method {cfg.method.method} replaces the "
+            "classifier (as the reference does), so there is none to keep; set it to false"
+        )
     if cfg.model.name not in list_models():
         errors.append(
             f"model.name: unknown model {cfg.model.name!r} (known: {', '.join(list_models())})"

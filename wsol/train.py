@@ -121,8 +121,7 @@ def train_step(
         method = create_method(method)
     batch = method.prepare_batch(images, targets, generator)
     with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
-        logits = model(batch.images)
-        loss = method.loss(logits, batch, label_smoothing)
+        logits, loss = method.training_loss(model, batch, label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()

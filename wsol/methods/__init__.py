@@ -1,14 +1,17 @@
 """WSOL methods behind one registry: ``base`` (plain CAM training), ``cutmix``, ``mixup``,
-``cutout``, ``has`` (Hide-and-Seek), ``adl`` (attention-based dropout). Each is a :class:`Method` with hooks (model, batch, loss, CAM reading) that training
-and evaluation call; none of them names a method.
+``cutout``, ``has`` (Hide-and-Seek), ``acol`` (adversarial complementary learning), ``spg``
+(self-produced guidance), ``adl`` (attention-based dropout). Each is a :class:`Method` with
+hooks (model, batch, loss, CAM reading) that training and evaluation call; none of them names a
+method.
 
 Example:
     >>> from wsol.methods import MethodConfig, create_method, list_methods
     >>> list_methods()
-    ['adl', 'base', 'cutmix', 'cutout', 'has', 'mixup']
+    ['acol', 'adl', 'base', 'cutmix', 'cutout', 'has', 'mixup', 'spg']
     >>> method = create_method(MethodConfig("cutmix", cutmix_beta=1.0))
 """
 
+from .acol import ACoL, AcolHead, erase, normalize_maps
 from .adl import ADL, ADLMethod, drop_mask
 from .base import (
     Method,
@@ -25,8 +28,18 @@ from .cutmix import CutMix, cutmix, rand_box
 from .cutout import Cutout, cutout
 from .has import HaS, hide_cells
 from .mixup import Mixup, mixup
+from .spg import SPG, SpgHead, guidance_mask, guided_bce, spg_loss
 
 __all__ = [
+    "ACoL",
+    "AcolHead",
+    "SPG",
+    "SpgHead",
+    "erase",
+    "guidance_mask",
+    "guided_bce",
+    "normalize_maps",
+    "spg_loss",
     "ADL",
     "ADLMethod",
     "drop_mask",

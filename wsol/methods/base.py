@@ -4,7 +4,9 @@ Training and evaluation reach a method only through these hooks, never by its na
 
 * ``adapt_model(model)``: change the model (extra layers, heads); the default keeps it;
 * ``prepare_batch(images, targets, generator)``: change a training batch (mixing, hiding);
-* ``loss(logits, batch, label_smoothing)``: the training loss of a batch;
+* ``training_loss(model, batch, label_smoothing)``: the forward pass and loss of a training
+  batch (the default: the model's logits and ``loss``);
+* ``loss(logits, batch, label_smoothing)``: the training loss of a batch from its logits;
 * ``cams(model, features, classes)``: read the CAMs of a model made by this method.
 
 A method's parameters live in the config's ``method`` section (:class:`MethodConfig`).
@@ -45,6 +47,8 @@ class Method:
     """Plain CAM training (the reference's ``cam``): every hook at its default."""
 
     name = "base"
+    #: whether the model keeps its linear classifier (and so a pretrained one can be kept)
+    keeps_classifier = True
 
     def __init__(self, config: MethodConfig):
         self.config = config
@@ -56,6 +60,13 @@ class Method:
         self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator | None
     ) -> MixedBatch:
         return MixedBatch(images, targets, targets, 1.0)
+
+    def training_loss(
+        self, model, batch: MixedBatch, label_smoothing: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, loss) of a training batch."""
+        logits = model(batch.images)
+        return logits, self.loss(logits, batch, label_smoothing)
 
     def loss(self, logits: torch.Tensor, batch: MixedBatch, label_smoothing: float = 0.0):
         return mixed_loss(logits, batch, label_smoothing)
@@ -97,6 +108,14 @@ class MethodConfig:
     has_drop_rate: float = 0.5  # HaS: probability that a cell is hidden (its default)
     adl_drop_rate: float = 0.75  # ADL: probability of the drop mask (its default)
     adl_threshold: float = 0.9  # ADL: drop where attention >= threshold x max (its default)
+    acol_threshold: float = 0.7  # ACoL: erase where A's normalised map >= this (its default)
+    # SPG: (high, low) thresholds of the masks B2, B1 and C learn (wsolevaluation's defaults)
+    spg_threshold_1h: float = 0.7
+    spg_threshold_1l: float = 0.01
+    spg_threshold_2h: float = 0.5
+    spg_threshold_2l: float = 0.05
+    spg_threshold_3h: float = 0.7
+    spg_threshold_3l: float = 0.1
 
     def __post_init__(self):
         if self.method not in _REGISTRY:

@@ -30,7 +30,16 @@ from torch import nn
 from torchvision import models as tvm
 
 from .registry import register_model
-from .wsol_model import WSOLModel, init_classifier, init_reference_weights
+from .wsol_model import (
+    AcolLayout,
+    SpgLayout,
+    WSOLModel,
+    he_init,
+    init_class_map,
+    init_classifier,
+    init_reference_weights,
+    xavier_init,
+)
 
 
 def _stride1(layer: nn.Sequential) -> None:
@@ -68,6 +77,30 @@ class ResNetWSOL(WSOLModel):
         # layer3 and after blocks 0 and 2 (the last) of layer4
         b = self.backbone
         return [b.layer3[0], b.layer4[0], b.layer4[-1]]
+
+    def prepare_acol(self):
+        # wsolevaluation resnet.py ResNetAcol: branches on layer4 (2048 -> 1024 -> 1024 -> K),
+        # initialize_weights 'he'; main.py's grouping ('layer4.', 'fc.') leaves them at lr
+        channels = self.classifier.in_features
+        return AcolLayout(nn.Identity(), channels, channels // 2, he_init, ("backbone.layer4.",))
+
+    def prepare_spg(self):
+        # wsolevaluation resnet.py ResNetSpg: B1 after layer3's first block (SPG_A1), B2 after
+        # layer3 (SPG_A2), 1024 wide; the class map (SPG_A4) and the branches at lr, as main.py
+        # groups them ('layer4.', 'fc.' at the head rate)
+        b = self.backbone
+        width = b.layer3[-1].conv1.in_channels
+        init_class_map(self.classifier)
+        return SpgLayout(
+            (b.layer3[0], "output"),
+            width,
+            (b.layer3, "output"),
+            width,
+            width,
+            self.classifier.in_features,
+            ("backbone.layer4.",),
+            xavier_init,
+        )
 
     def backbone_features(self, x):
         b = self.backbone
@@ -110,6 +143,50 @@ class VGGWSOL(WSOLModel):
     @staticmethod
     def rename_torchvision_key(key):
         return "backbone." + key.removeprefix("features.") if key.startswith("features.") else None
+
+    def prepare_acol(self):
+        # wsolevaluation vgg.py configs_dict['acol']: every max-pool 3 x 3 / stride 2 / pad 1
+        # (pool4 at stride 1 with the large map), a 3 x 3 stride-1 max-pool after conv5_3, then
+        # VggAcol's 3 x 3 stride-1 average pool; branches 512 -> 1024 -> 1024 -> K, xavier;
+        # everything but the conv layers at the head rate (main.py)
+        large = isinstance(self.backbone[23], nn.Identity)
+        for i in (4, 9, 16, 23):
+            stride = 1 if i == 23 and large else 2
+            self.backbone[i] = nn.MaxPool2d(kernel_size=3, stride=stride, padding=1)
+        neck = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1),
+            nn.AvgPool2d(kernel_size=3, stride=1, padding=1),
+        )
+        return AcolLayout(neck, 512, 1024, xavier_init, ("neck.", "method_head."))
+
+    def prepare_spg(self):
+        # wsolevaluation vgg.py VggSpg: conv4 (SPG_A_1), then a 3 x 3 / stride 2 / pad 1 max-pool
+        # (none with the large map), B1; conv5 (SPG_A_2), B2; two new 3 x 3 convs 512 -> 512
+        # (SPG_A_3) instead of conv6, the class map on them; all 512 wide, xavier. main.py puts
+        # every parameter outside 'features.' at the head rate: VggSpg renames conv4 and conv5
+        # out of it, so they learn at the head rate too.
+        if not isinstance(self.backbone[23], nn.Identity):
+            self.backbone[23] = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.neck = nn.Sequential(
+            nn.Conv2d(512, 512, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(512, 512, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(512, self.classifier.out_features)
+        init_reference_weights(self.neck, "xavier")
+        init_class_map(self.classifier)
+        conv45 = tuple(f"backbone.{i}." for i in (17, 19, 21, 24, 26, 28))
+        return SpgLayout(
+            (self.backbone[23], "output"),
+            512,
+            (self.backbone[29], "output"),
+            512,
+            512,
+            512,
+            ("neck.", "classifier.", "method_head.", *conv45),
+            xavier_init,
+        )
 
     def adl_sites(self):
         # wsolevaluation vgg.py configs_dict['adl']: 'A' after pool3, after conv4_3 (+ ReLU) and
@@ -213,17 +290,39 @@ class InceptionWSOL(WSOLModel):
         self.logit_dropout = nn.Dropout(0.5)
         self.classifier = nn.Linear(1024, num_classes)
         init_reference_weights(self, "xavier")  # InceptionCam: initialize_weights(..., 'xavier')
+        init_class_map(self.classifier)  # the class map SPG_A4 is a 1 x 1 conv: xavier too
         self.torchvision_weights = "Inception_V3_Weights.IMAGENET1K_V1"
 
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.forward_features(x)
-        logits = self.classifier(self.logit_dropout(features).mean(dim=(2, 3)))
-        return logits, features
+    def pre_logit(self, features: torch.Tensor) -> torch.Tensor:
+        return self.logit_dropout(features)
 
     @classmethod
     def rename_torchvision_key(cls, key):
         name, _, _ = key.partition(".")
         return f"backbone.{key}" if name in cls._LAYERS else None
+
+    def prepare_acol(self):
+        # wsolevaluation inception.py InceptionAcol: branches on Mixed_6e (768 -> 1024 -> 1024
+        # -> K), no dropout, xavier; everything but Conv2d_* / Mixed_* at the head rate
+        self.logit_dropout = nn.Identity()
+        return AcolLayout(nn.Identity(), 768, 1024, xavier_init, ("neck.", "method_head."))
+
+    def prepare_spg(self):
+        # wsolevaluation inception.py InceptionSpg: B1 on the pooled Mixed_5d output (the input
+        # of Mixed_6a, 288 channels), B2 on Mixed_6d's output (768; not Mixed_6e's, as the
+        # reference reads it), both 512 wide; C on the head's output after its dropout
+        trunk = self.backbone
+        init_class_map(self.classifier)
+        return SpgLayout(
+            (trunk.Mixed_6a, "input"),
+            288,
+            (trunk.Mixed_6d, "output"),
+            768,
+            512,
+            1024,
+            ("neck.", "classifier.", "method_head."),
+            xavier_init,
+        )
 
     adl_without_dropout = True  # the reference's InceptionAdl head has no dropout
 

@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..serialization import load_plain
+
+
+@dataclass
+class AcolLayout:
+    """Where ACoL's two classifier branches sit on a backbone (the reference's ``*Acol``)."""
+
+    neck: nn.Module  #: between the backbone and the branches (replaces the model's neck)
+    channels: int  #: channels of the feature map the branches read
+    width: int  #: channels of each branch's two 3 x 3 convs (the reference: 1024)
+    init: Callable[[nn.Module], None]  #: the reference's initialisation of the branches
+    head_prefixes: tuple[str, ...]  #: parameters at the head rate (the reference's grouping)
+
+
+@dataclass
+class SpgLayout:
+    """Where SPG's guidance branches sit on a backbone (the reference's ``*Spg``).
+
+    B1 and B2 read the outputs (or, for ``"input"``, the inputs) of two backbone modules, C the
+    feature map; the class maps stay the model's classifier on the feature map (re-initialised
+    as the reference's 1 x 1 conv ``SPG_A4``)."""
+
+    b1: tuple[nn.Module, str]  #: (module, "output" or "input") feeding branch B1
+    b1_channels: int
+    b2: tuple[nn.Module, str]  #: the same for branch B2
+    b2_channels: int
+    width: int  #: channels of the B branches' convs
+    channels: int  #: feature-map channels (what branch C and the classifier read)
+    head_prefixes: tuple[str, ...]  #: parameters at the head rate (the reference's grouping)
+    init: Callable[[nn.Module], None]  #: the reference's initialisation of the branches
 
 
 class WSOLModel(nn.Module):
@@ -36,16 +66,44 @@ class WSOLModel(nn.Module):
     def backbone_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
+    def __init__(self):
+        super().__init__()
+        #: a method's own head (ACoL's two branches, SPG's guidance branches), set by the
+        #: method's ``adapt_model``; ``method_head(model, features, targets)`` returns a dict
+        #: with at least ``logits`` (and, given training labels, what the method's loss needs)
+        self.method_head: nn.Module | None = None
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.neck(self.backbone_features(x))
 
+    def pre_logit(self, features: torch.Tensor) -> torch.Tensor:
+        """What the classifier reads of the feature map (InceptionV3: a dropout in training)."""
+        return features
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits of the classifier on the global average of ``features``."""
+        return self.classifier(self.pre_logit(features).mean(dim=(2, 3)))
+
+    def head_outputs(self, features: torch.Tensor, targets: torch.Tensor | None = None) -> dict:
+        """The head's outputs on ``features``: ``logits``, plus a method head's extra outputs."""
+        if self.method_head is not None:
+            return self.method_head(self, features, targets)
+        return {"logits": self.classify(features)}
+
+    def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head_outputs(features)["logits"]
+
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.forward_features(x)
-        logits = self.classifier(features.mean(dim=(2, 3)))
-        return logits, features
+        return self.logits_from_features(features), features
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_features(x)[0]
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None):
+        """Logits; given ``targets`` (training labels), the dict of :meth:`head_outputs`, which
+        is what a method with its own head trains on (through DDP's forward, like any model)."""
+        features = self.forward_features(x)
+        if targets is None:
+            return self.logits_from_features(features)
+        return self.head_outputs(features, targets)
 
     def cams(self, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """CAMs (B, h, w) of ``classes`` (B,): classifier weights of the class times the
@@ -57,6 +115,31 @@ class WSOLModel(nn.Module):
         """The modules after whose output the ADL method puts its layers (see
         :mod:`wsol.methods.adl`); the default: the backbone's last module."""
         return [list(self.backbone.children())[-1]]
+
+    def prepare_acol(self) -> AcolLayout:
+        """Adapt the backbone for ACoL (see :mod:`wsol.methods.acol`) and say where its branches
+        go; the default: on the model's feature map, branches as wide as it."""
+        channels = self.classifier.in_features
+        return AcolLayout(
+            self.neck, channels, channels, xavier_init, (*self.head_prefixes, "method_head.")
+        )
+
+    def prepare_spg(self) -> SpgLayout:
+        """Adapt the backbone for SPG (see :mod:`wsol.methods.spg`) and say where its branches
+        go; the default: B1 and B2 after the backbone's third- and second-last modules."""
+        blocks = list(self.backbone.children())
+        b1, b2 = blocks[-3], blocks[-2]
+        init_class_map(self.classifier)
+        return SpgLayout(
+            (b1, "output"),
+            out_channels(b1),
+            (b2, "output"),
+            out_channels(b2),
+            out_channels(b2),
+            self.classifier.in_features,
+            (*self.head_prefixes, "method_head."),
+            xavier_init,
+        )
 
     def is_head_parameter(self, name: str) -> bool:
         return name.startswith(self.head_prefixes)
@@ -81,6 +164,22 @@ def init_classifier(linear: nn.Linear) -> None:
     nn.init.zeros_(linear.bias)
 
 
+def out_channels(module: nn.Module) -> int:
+    """Output channels of a conv block: those of its last conv."""
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(module).__name__} has no conv layer")
+    return convs[-1].out_channels
+
+
+def init_class_map(linear: nn.Linear) -> None:
+    """The reference's initialisation of a class map that is a 1 x 1 conv (InceptionV3's
+    ``SPG_A4``, every SPG model's): xavier-uniform weights, bias 0. As a linear layer on the
+    pooled map it has the same fans, so the same distribution."""
+    nn.init.xavier_uniform_(linear.weight)
+    nn.init.zeros_(linear.bias)
+
+
 def init_reference_weights(module: nn.Module, conv_init: str) -> None:
     """wsolevaluation's ``initialize_weights`` over every submodule: convs ``xavier``
     (xavier-uniform) or ``he`` (kaiming-normal, fan_out, ReLU) with zero bias, BatchNorm
@@ -100,6 +199,14 @@ def init_reference_weights(module: nn.Module, conv_init: str) -> None:
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
             init_classifier(m)
+
+
+def xavier_init(module: nn.Module) -> None:
+    init_reference_weights(module, "xavier")
+
+
+def he_init(module: nn.Module) -> None:
+    init_reference_weights(module, "he")
 
 
 def load_backbone_weights(
