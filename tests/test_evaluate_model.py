@@ -225,6 +225,15 @@ def test_demo_recipe_matches_the_shipped_configs():
                 assert cfg[section] == values, section
 
 
+def test_demo_methods_are_checked_and_base_comes_first():
+    from wsol.demo import check_methods
+
+    assert check_methods(["spg", "cutmix"]) == ("base", "spg", "cutmix")
+    assert check_methods(["cutmix", "base", "cutmix"]) == ("base", "cutmix")
+    with pytest.raises(ValueError, match="no recipe for mixup: choose from base, cutmix, has"):
+        check_methods(["mixup"])
+
+
 def test_demo_end_to_end_small(tmp_path, capsys):
     from wsol.data import SynthSpec
     from wsol.demo import run_demo
@@ -235,7 +244,10 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     )
     for key in ("table", "differences", "curves", "gallery_html", "gallery_png"):
         assert Path(written[key]).is_file(), key
-    assert "| base |" in capsys.readouterr().out.replace("SYNTH", "")
+    printed = capsys.readouterr().out
+    assert "| base |" in printed and "| center-baseline |" in printed
+    assert "Does CutMix localize better than plain CAM (SYNTH, smallcnn)?" in printed
+    assert "95% interval" in printed.splitlines()[-1]
     # a second run keeps what is done
     mtime = (tmp_path / "demo" / "runs" / "base_seed0" / "last.pt").stat().st_mtime
     run_demo(tmp_path / "demo", seeds=1, epochs=1, progress=False, spec=spec, val_per_class=3)

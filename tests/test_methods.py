@@ -311,3 +311,30 @@ def test_spg_bce_skips_ignored_pixels_and_the_loss_sums_four_terms():
         + guided_bce(c, (torch.sigmoid(b1) + torch.sigmoid(b2)) / 2, 0.7, 0.1)
     )
     torch.testing.assert_close(spg_loss(out, targets, (12, 12), thresholds), expected)
+
+
+def test_center_baseline_and_cam_folders_evaluate_against_a_data_root(synth_root, tmp_path):
+    """`wsol evaluate --baseline center --data ROOT --split test` reads the split as training
+    would (here the synthetic CUB layout), without wsolevaluation metadata."""
+    import json
+
+    import numpy as np
+
+    from wsol.baselines import center_gaussian
+    from wsol.cli import main
+    from wsol.data.cub import read_cub
+
+    ids = [r.image_id for r in read_cub(synth_root, "test").records]
+    folder = tmp_path / "cams"
+    for i in ids:
+        (folder / i).parent.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{i}.npy", center_gaussian((224, 224)))
+    base = ["evaluate", "--data", str(synth_root), "--split", "test", "--quiet"]
+    assert main([*base, "--baseline", "center", "--out", str(tmp_path / "center")]) == 0
+    assert main([*base, "--cams", str(folder), "--out", str(tmp_path / "folder")]) == 0
+    a = json.loads((tmp_path / "center" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "folder" / "metrics.json").read_text())
+    assert a["box"] == b["box"] and a["MaxBoxAccV2"] == b["MaxBoxAccV2"] > 0
+    assert a["context"]["data"] == str(synth_root.resolve()) and a["split"] == "test"
+    rows = (tmp_path / "center" / "per_image.csv").read_text().splitlines()
+    assert len(rows) == len(ids) + 1

@@ -176,7 +176,8 @@ def test_mix_batch_applies_each_method():
     never = mix_batch(images, targets, MixingConfig("cutmix", cutmix_prob=0.0), _gen(6))
     assert never.targets_a is targets and never.targets_b is targets
     with pytest.raises(
-        ValueError, match="unknown method 'cutpaste': acol, adl, base, cutmix, cutout, has, mixup or spg"
+        ValueError,
+        match="unknown method 'cutpaste': acol, adl, base, cutmix, cutout, has, mixup or spg",
     ):
         MixingConfig(method="cutpaste")
 

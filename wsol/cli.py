@@ -138,6 +138,24 @@ def _fixed_threshold(args: argparse.Namespace) -> float | None:
         ) from None
 
 
+def _data_split(root: Path, split: str, allow_outside_root: bool = False):
+    """A split of a data root in any layout (CUB or synthetic, wsolevaluation metadata with
+    its images, ImageNet), as ``wsol train`` would read it with that root."""
+    from .config import DataConfig
+    from .data.check import detect_format
+    from .data.splits import load_split
+    from .data.wsolmeta import find_metadata_dirs
+
+    fmt = detect_format(root)
+    data = {"format": fmt, "root": str(root), "allow_outside_root": allow_outside_root}
+    if fmt == "wsol":  # a metadata folder: its own images root is given by --metadata instead
+        raise ValueError(
+            f"{root} is a wsolevaluation metadata folder: give it as --metadata "
+            f"{find_metadata_dirs(root)[0]} (and the images with --images if they are elsewhere)"
+        )
+    return load_split(DataConfig(**data), split)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_cams, save_result
 
@@ -176,8 +194,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     source = "--cams" if args.cams is not None else "--baseline"
     if args.cams is not None and args.baseline is not None:
         raise ValueError("give --cams or --baseline, not both")
+    split = None
     if args.metadata is None:
-        raise ValueError(f"{source} needs --metadata (a wsolevaluation split folder)")
+        if args.data is None:
+            raise ValueError(
+                f"{source} needs --metadata (a wsolevaluation split folder) or --data ROOT "
+                "(a CUB, synthetic or ImageNet root; with --split)"
+            )
+        split = _data_split(args.data, args.split, args.allow_outside_root)
     result = evaluate_cams(
         args.cams,
         args.metadata,
@@ -189,13 +213,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         engine=args.engine,
         progress=not args.quiet,
         baseline=args.baseline,
+        split=split,
     )
     context = {
         "run": Path(args.cams).name if args.cams else f"{args.baseline} baseline",
         "dataset": result["dataset"],
         "split": result["split"],
-        "metadata": str(Path(args.metadata).resolve()),
     }
+    if args.metadata is not None:
+        context["metadata"] = str(Path(args.metadata).resolve())
+    else:
+        context["data"] = str(Path(args.data).resolve())
     if args.cams is not None:
         context["cams"] = str(Path(args.cams).resolve())
     else:
@@ -294,7 +322,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, seeds=args.seeds, epochs=args.epochs, progress=not args.quiet)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    run_demo(
+        args.out, seeds=args.seeds, epochs=args.epochs, progress=not args.quiet, methods=methods
+    )
     return 0
 
 
@@ -378,7 +409,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument(
         "--baseline",
         choices=("center",),
-        help="instead of CAMs, the center-Gaussian baseline of Choe et al.'s table (with --metadata)",
+        help="instead of CAMs, the center-Gaussian baseline of Choe et al.'s table (with "
+        "--metadata, or --data ROOT --split SPLIT)",
     )
     p.add_argument(
         "--metadata", type=Path, help="wsolevaluation split folder, e.g. metadata/CUB/test"
@@ -401,7 +433,7 @@ def _add_evaluate(sub) -> None:
         "--split",
         default="test",
         choices=("train", "val", "test"),
-        help="split to evaluate (default test)",
+        help="split to evaluate (default test; also for --cams/--baseline with --data)",
     )
     m.add_argument(
         "--checkpoint",
@@ -411,7 +443,10 @@ def _add_evaluate(sub) -> None:
         "best (best val score; refused when val is the test split)",
     )
     m.add_argument(
-        "--data", type=Path, help="data root, if it moved since training (sets data.root)"
+        "--data",
+        type=Path,
+        help="data root, if it moved since training (sets data.root); with --cams/--baseline: "
+        "the CUB, synthetic or ImageNet root whose --split to evaluate against",
     )
     m.add_argument(
         "--set",
@@ -488,7 +523,8 @@ def _add_gallery(sub) -> None:
         "--select",
         choices=("best", "worst", "random", "class", "diff"),
         default="random",
-        help="which images: best/worst IoU of the first run, random, per class, or largest gain of the last run",
+        help="which images: best/worst IoU of the first run, random, per class, or diff (half the "
+        "largest IoU gains of the last run over the first, half its largest losses)",
     )
     p.add_argument("--count", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
@@ -517,7 +553,8 @@ def _add_compare(sub) -> None:
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="generate synthetic data, train base and CutMix on the CPU, evaluate and compare",
+        help="generate synthetic data, train base and CutMix (or --methods) on the CPU, evaluate "
+        "and compare",
         description="The whole pipeline on the built-in synthetic set, on the CPU (a few minutes per seed). "
         "Re-running it resumes and keeps what is done.",
     )
@@ -525,6 +562,12 @@ def _add_demo(sub) -> None:
         "--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)"
     )
     p.add_argument("--seeds", type=int, default=1, help="training seeds per method (default 1)")
+    p.add_argument(
+        "--methods",
+        default="base,cutmix",
+        help="comma-separated methods to train: base, cutmix, has, acol, spg, adl (default "
+        "base,cutmix; base is always trained, every difference is to it)",
+    )
     p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's 12)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

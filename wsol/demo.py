@@ -1,10 +1,14 @@
 """``wsol demo``: the whole pipeline on the built-in synthetic set, on the CPU, in minutes.
 
 1. writes the synthetic set (CUB layout) to ``OUT/data``;
-2. trains the small CNN with plain CAM training (``base``) and with CutMix, for each seed;
-3. evaluates each on the test split, with the CAM threshold chosen on the held-out val split;
-4. compares them (``OUT/compare``: table, curves, paired bootstrap intervals) and renders a
-   gallery of the images where CutMix changed the box most (``OUT/gallery``).
+2. trains the small CNN with each method (default: plain CAM training, ``base``, and CutMix;
+   ``methods`` picks any of :data:`METHODS`), for each seed;
+3. evaluates each on the test split, with the CAM threshold chosen on the held-out val split,
+   and the center-Gaussian baseline on the same split;
+4. compares them (``OUT/compare``: table, curves, bootstrap intervals of each method's
+   difference to ``base``), says in one sentence per method whether it localizes better than
+   ``base``, and renders a gallery of the images where the methods' boxes differ most
+   (``OUT/gallery``).
 
 Every step resumes: a finished run or evaluation is kept, an interrupted training continues from
 its last checkpoint.
@@ -39,10 +43,24 @@ DEMO_RECIPE = {
     "amp": "none",
     "cam_curve_interval": 0.01,
 }
+#: the method sections of configs/synth_smallcnn_<method>.yaml (the reference's defaults)
 METHODS = {
     "base": {"method": "base"},
     "cutmix": {"method": "cutmix", "cutmix_beta": 1.0, "cutmix_prob": 1.0},
+    "has": {"method": "has", "has_grid_size": 4, "has_drop_rate": 0.5},
+    "acol": {"method": "acol", "acol_threshold": 0.7},
+    "spg": {
+        "method": "spg",
+        "spg_threshold_1h": 0.7,
+        "spg_threshold_1l": 0.01,
+        "spg_threshold_2h": 0.5,
+        "spg_threshold_2l": 0.05,
+        "spg_threshold_3h": 0.7,
+        "spg_threshold_3l": 0.1,
+    },
+    "adl": {"method": "adl", "adl_drop_rate": 0.75, "adl_threshold": 0.9},
 }
+DEFAULT_METHODS = ("base", "cutmix")
 
 
 def demo_config(
@@ -69,6 +87,34 @@ def _data_ready(root: Path, spec: SynthSpec) -> bool:
     return meta.is_file() and json.loads(meta.read_text()) == json.loads(json.dumps(spec.__dict__))
 
 
+def check_methods(methods) -> tuple[str, ...]:
+    """The demo's methods in the order given, ``base`` first (every difference is to it)."""
+    methods = tuple(dict.fromkeys(methods))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(
+            f"the demo has no recipe for {', '.join(unknown)}: choose from {', '.join(METHODS)}"
+        )
+    if not methods:
+        raise ValueError("give at least one method")
+    return ("base", *(m for m in methods if m != "base"))
+
+
+def _center_baseline(data: Path, out: Path, progress: bool) -> Path:
+    """The center-Gaussian baseline on the demo's test split (cheap: one map for all)."""
+    from .config import DataConfig
+    from .data.splits import load_split
+    from .evaluate import evaluate_cams, save_result
+
+    folder = out / "center_baseline"
+    if not (folder / "per_image.csv").is_file():
+        split = load_split(DataConfig(format="cub", root=str(data)), "test")
+        result = evaluate_cams(None, None, baseline="center", split=split, progress=progress)
+        context = {"run": "center baseline", "dataset": result["dataset"], "split": "test"}
+        save_result(result, folder, {**context, "method": "center-baseline"}, echo=False)
+    return folder
+
+
 def run_demo(
     out: str | Path = "demo_out",
     seeds: int = 1,
@@ -76,15 +122,17 @@ def run_demo(
     progress: bool = True,
     spec: SynthSpec = DEMO_SPEC,
     val_per_class: int | None = None,
+    methods=DEFAULT_METHODS,
 ) -> dict:
     """Run the demo into ``out``; returns the paths of what it wrote (``spec`` and
     ``val_per_class`` shrink it for tests)."""
     from .evaluate import evaluate_checkpoint
     from .gallery import build_gallery
-    from .report import compare_runs
+    from .report import answer_sentences, compare_runs
     from .runtime import load_checkpoint
     from .train import train
 
+    methods = check_methods(methods)
     out = Path(out)
     start = time.time()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -94,7 +142,7 @@ def run_demo(
         make_synthetic(data, spec, progress=progress)
     evals = []
     for seed in range(seeds):
-        for method in METHODS:
+        for method in methods:
             run = out / "runs" / f"{method}_seed{seed}"
             cfg = demo_config(data, method, seed, epochs, val_per_class)
             done = (run / "last.pt").is_file() and load_checkpoint(run / "last.pt")[
@@ -116,16 +164,19 @@ def run_demo(
                     echo=False,
                 )
             evals.append(eval_dir)
-    print("[demo] comparing base and CutMix")
-    written = compare_runs(evals, out / "compare")
-    base = [e for e in evals if e.parent.name.startswith("base")]
-    cut = [e for e in evals if e.parent.name.startswith("cutmix")]
-    gallery = build_gallery([base[0], cut[0]], out / "gallery", select="diff", count=12)
+    baseline = _center_baseline(data, out, progress)
+    print(f"[demo] comparing {', '.join(methods)} and the center baseline")
+    written = compare_runs([*evals, baseline], out / "compare")
+    first = {e.parent.name.rsplit("_seed", 1)[0]: e for e in reversed(evals)}
+    columns = [first[m] for m in methods]
+    select = "diff" if len(columns) > 1 else "random"
+    gallery = build_gallery(columns, out / "gallery", select=select, count=12)
     print((out / "compare" / "table.md").read_text())
-    print((out / "compare" / "differences.csv").read_text())
     print(f"[demo] done in {time.time() - start:.0f} s")
     print(f"  table:    {out / 'compare' / 'table.md'} (and table.csv, runs.csv, differences.csv)")
     print(f"  curves:   {written['curves']}")
     print(f"  gallery:  {gallery['html']} and {gallery['png']}")
     print(f"  runs:     {out / 'runs'}")
+    for sentence in answer_sentences(out / "compare" / "differences.csv"):
+        print(sentence)
     return {**written, "gallery_html": gallery["html"], "gallery_png": gallery["png"]}

@@ -84,9 +84,11 @@ def evaluate_cams(
     progress: bool = True,
     allow_outside_root: bool = False,
     baseline: str | None = None,
+    split=None,
 ) -> dict:
     """Evaluate a folder of CAMs (``CAM_DIR/<image_id>.npy``), or a ``baseline`` of
-    :mod:`wsol.baselines` (``center``), against wsolevaluation metadata.
+    :mod:`wsol.baselines` (``center``), against wsolevaluation metadata (or against ``split``,
+    a loaded :class:`DatasetSplit` of any format, when given: ``metadata_dir`` is then unused).
 
     Boxes are evaluated when the metadata has boxes; PxAP when it has masks and ``masks_root``
     is given. Returns the result dict (see :class:`wsol.metrics.LocalizationEvaluator`).
@@ -98,12 +100,16 @@ def evaluate_cams(
             raise ValueError(f"unknown baseline {baseline!r}: {', '.join(BASELINES)}")
     elif cams_dir is None or not Path(cams_dir).is_dir():
         raise FileNotFoundError(f"CAM folder {cams_dir} does not exist")
-    split = read_wsol_metadata(
-        metadata_dir, mask_root=masks_root, allow_outside_root=allow_outside_root
-    )
+    if split is None:
+        split = read_wsol_metadata(
+            metadata_dir, mask_root=masks_root, allow_outside_root=allow_outside_root
+        )
+        do_masks = masks_root is not None and split.has_masks
+    else:
+        metadata_dir = f"the {split.split} split of {split.name}"
+        do_masks = split.has_masks and all(r.mask_paths for r in split.records)
     if not split.records:
         raise ValueError(f"{metadata_dir} lists no image")
-    do_masks = masks_root is not None and split.has_masks
     do_boxes = split.has_boxes
     if not do_boxes and not do_masks:
         raise ValueError(

@@ -71,7 +71,8 @@ def select_images(
     runs: list[EvalRun], how: str = "random", count: int = 16, seed: int = 0
 ) -> list[str]:
     """Image ids to show: ``best`` / ``worst`` IoU of the first run, ``random``, ``class``
-    (stratified over labels) or ``diff`` (largest IoU gain of the last run over the first)."""
+    (stratified over labels) or ``diff`` (the largest IoU gains of the last run over the first,
+    then its largest losses: half the images each)."""
     if how not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}")
     first = runs[0]
@@ -84,10 +85,12 @@ def select_images(
         return sorted(ids, key=lambda i: -iou[i])[:count]
     if how == "worst":
         return sorted(ids, key=lambda i: iou[i])[:count]
-    if how == "diff":
+    if how == "diff":  # half the largest gains of the last run over the first, half its losses
         last = runs[-1]
         gain = {i: float(last.rows[i][last.iou_key]) - iou[i] for i in ids}
-        return sorted(ids, key=lambda i: -gain[i])[:count]
+        gains = sorted(ids, key=lambda i: -gain[i])[: (count + 1) // 2]
+        losses = [i for i in sorted(ids, key=lambda i: gain[i]) if i not in gains]
+        return gains + losses[: count - len(gains)]
     rng = np.random.default_rng(seed)
     if how == "random":
         return [

@@ -215,6 +215,39 @@ def _differences(per_image: list, n_boot: int, seed: int) -> list[dict]:
     return out
 
 
+_NAMES = {"base": "plain CAM", "cutmix": "CutMix", "has": "HaS", "acol": "ACoL", "spg": "SPG",
+          "adl": "ADL", "mixup": "Mixup", "cutout": "Cutout"}  # fmt: skip
+
+
+def answer_sentences(differences: str | Path, metric: str = "MaxBoxAccV2") -> list[str]:
+    """One plain sentence per method of a ``differences.csv``: does it localize better than its
+    baseline, by how much, and how sure is that (the 95% interval)."""
+    import pandas as pd
+
+    path = Path(differences)
+    rows = pd.read_csv(path) if path.stat().st_size > 1 else pd.DataFrame()
+    if rows.empty:
+        return ["Only one method per data set and backbone: there is no difference to state."]
+    out = []
+    for _, r in rows[rows["metric"] == metric].iterrows():
+        name = _NAMES.get(r["method"], r["method"])
+        base = _NAMES.get(r["baseline"], r["baseline"])
+        lo, hi, diff = r["ci95_low"], r["ci95_high"], r["difference"]
+        if lo > 0:
+            verdict = f"yes, {name} localizes better than {base} here"
+        elif hi < 0:
+            verdict = f"no, {name} localizes worse than {base} here"
+        else:
+            verdict = f"not clearly: the interval includes 0, so {name} and {base} cannot be told apart here"
+        seeds = f"{int(r['seeds_method'])} and {int(r['seeds_baseline'])} seeds"
+        out.append(
+            f"Does {name} localize better than {base} ({r['dataset']}, {r['backbone']})? {verdict}: "
+            f"{metric} {diff:+.2f} points (95% interval {lo:+.2f} to {hi:+.2f}; "
+            f"{int(r['images'])} test images, {seeds})."
+        )
+    return out
+
+
 def _markdown(wide) -> str:
     metrics = [m for m in HEADLINE if m in wide.columns]
     header = (
