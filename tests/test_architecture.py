@@ -26,7 +26,7 @@ STAGES = [
     ["metrics"],
     ["runtime", "rundir", "config"],
     ["train", "evaluate", "results"],
-    ["report", "gallery"],
+    ["report", "gallery", "sweep"],
     ["demo"],
     ["cli"],
 ]

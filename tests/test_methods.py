@@ -206,7 +206,7 @@ def test_every_method_runs_on_every_reference_backbone_at_224(model_name):
     """One training forward pass (batch, loss) and the CAMs of every method, random weights."""
     from wsol.models import create_model
 
-    images, targets = torch.randn(2, 3, 224, 224), torch.tensor([0, 2])
+    images, targets = torch.randn(1, 3, 224, 224), torch.tensor([2])  # one image: CPU time
     for name in ALL_METHODS:
         torch.manual_seed(0)
         method = create_method(MethodConfig(name))
@@ -214,11 +214,11 @@ def test_every_method_runs_on_every_reference_backbone_at_224(model_name):
         with torch.no_grad():
             batch = method.prepare_batch(images, targets, torch.Generator().manual_seed(0))
             logits, loss = method.training_loss(model, batch)
-            assert logits.shape == (2, 3) and torch.isfinite(loss), name
+            assert logits.shape == (1, 3) and torch.isfinite(loss), name
             model.eval()
             logits, features = model.forward_with_features(images)
             cams = method.cams(model, features, targets)
-        assert cams.shape == (2, 14, 14) and torch.isfinite(cams).all(), name
+        assert cams.shape == (1, 14, 14) and torch.isfinite(cams).all(), name
 
 
 def test_acol_erases_where_the_normalised_map_reaches_the_threshold():

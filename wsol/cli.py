@@ -319,6 +319,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import evaluate_best, parse_seeds, run_sweep
+
+    seeds = parse_seeds(args.test_best) if args.test_best is not None else None
+    written = run_sweep(
+        args.config,
+        args.overrides,
+        args.space,
+        args.trials,
+        args.out,
+        storage=args.storage,
+        study_name=args.study,
+        sampler=args.sampler,
+        seed=args.seed,
+        nproc=args.nproc,
+        prune=args.prune,
+        heartbeat=args.heartbeat,
+        echo=not args.quiet,
+    )
+    print(f"trials: {written['csv']}")
+    if "best" in written:
+        print(
+            f"best: trial {written['best_trial']} (val {written['best_value']:.2f}) -> "
+            f"{written['best']} (wsol train {written['best']})"
+        )
+        print(f"plots: {Path(args.out) / 'plots'}")
+    if seeds is not None:
+        evaluate_best(args.out, seeds, nproc=args.nproc, echo=not args.quiet)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -550,6 +581,62 @@ def _add_compare(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
+def _add_sweep(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="hyperparameter search on val (Choe et al.'s fair protocol), on Optuna",
+        description="Random (or TPE) search over a space of config keys: every trial is a "
+        "`wsol train` run folder scored by its val metric (select_metric) at the last epoch. The "
+        "study lives in --storage (default: DIR/study.db, SQLite); the same command on several "
+        "machines with one PostgreSQL URL shares the trials, and running it again continues the "
+        "study until --trials trials are complete. See docs/sweep.md.",
+    )
+    p.add_argument("config", type=Path, help="YAML config every trial starts from")
+    p.add_argument(
+        "overrides", nargs="*", help="key=value overrides for every trial (e.g. data.root=...)"
+    )
+    p.add_argument(
+        "--space", type=Path, required=True, help="search space YAML (see configs/spaces/)"
+    )
+    p.add_argument(
+        "--trials", type=int, default=30, help="complete trials the study needs (default 30)"
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="sweep folder (trials, sweep.csv, best.yaml)"
+    )
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL shared by workers, e.g. postgresql://user:pw@host/db "
+        "(default: sqlite:///OUT/study.db)",
+    )
+    p.add_argument("--study", help="study name in the storage (default: the --out folder's name)")
+    p.add_argument(
+        "--sampler",
+        choices=("random", "tpe"),
+        default="random",
+        help="default random (as Choe et al.)",
+    )
+    p.add_argument("--seed", type=int, help="sampler seed (default: none)")
+    p.add_argument("--nproc", type=int, default=1, help="processes per trial (torchrun; default 1)")
+    p.add_argument(
+        "--prune", action="store_true", help="stop poor trials early (median rule, per-epoch val)"
+    )
+    p.add_argument(
+        "--test-best",
+        metavar="SEEDS",
+        help="then train best.yaml with SEEDS seeds (3, or 0,1,2) and evaluate each on test",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=60.0,
+        help="seconds between a trial's heartbeats; a trial silent for 3 of them is failed and "
+        "retried (default 60)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no line per finished trial")
+    p.set_defaults(func=cmd_sweep)
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
@@ -592,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_gallery(sub)
     _add_compare(sub)
+    _add_sweep(sub)
     _add_demo(sub)
     return parser
 

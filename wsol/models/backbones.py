@@ -129,7 +129,9 @@ def resnet18(num_classes: int, large_feature_map: bool = False) -> WSOLModel:
 class VGGWSOL(WSOLModel):
     def __init__(self, num_classes: int, large_feature_map: bool = False):
         super().__init__()
-        features = tvm.vgg16(weights=None).features[:30]  # without pool5
+        # torchvision's VGG16 conv layers (its "D" layout; the same indices and weight keys as
+        # vgg16().features) without pool5, built without its 120 M-parameter classifier
+        features = tvm.vgg.make_layers(tvm.vgg.cfgs["D"])[:30]
         if large_feature_map:  # without pool4 too; conv indices (and weight keys) stay as they are
             features[23] = nn.Identity()
         self.backbone = features

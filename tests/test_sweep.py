@@ -1,0 +1,210 @@
+"""`wsol sweep`: Optuna studies of ordinary run folders, on SQLite and PostgreSQL, with two
+workers and with a killed one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import cpu_run, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "synth_smallcnn_base.yaml"
+
+
+@pytest.fixture
+def space(tmp_path) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text("optim.lr: {type: float, low: 0.001, high: 0.1, log: true}\n")
+    return path
+
+
+def _sweep_cmd(root, space, out, trials, *extra) -> list[str]:
+    overrides = cpu_run(root, **{"data.val_per_class": 2, "cam_curve_interval": 0.1})
+    return [sys.executable, "-m", "wsol.cli", "sweep", str(CONFIG), *overrides,
+            "--space", str(space), "--trials", str(trials), "--out", str(out), *extra]  # fmt: skip
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def test_space_files_are_checked_with_file_and_line(tmp_path):
+    from wsol.config import ConfigError
+    from wsol.sweep import read_space
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "optim.lr: {type: float, low: 0.1, high: 0.01}\n"
+        "optim.nope: {type: float, low: 0.0, high: 1.0}\n"
+        "method.has_drop_rate: {type: float, low: 0.0, high: 2.0}\n"
+        "model.name: {type: categorical, choices: [smallcnn, resnet18]}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        read_space(bad)
+    text = str(err.value)
+    assert "bad.yaml:1: optim.lr: needs low < high" in text
+    assert "bad.yaml:2: optim.nope" in text and "unknown key" in text
+    assert "bad.yaml:3: method.has_drop_rate" in text and "in [0, 1]" in text
+    assert "model.name" not in text  # a valid categorical dimension
+    for shipped in sorted((ROOT / "configs" / "spaces").glob("*.yaml")):
+        assert read_space(shipped), shipped  # every shipped space is valid
+
+
+def test_overrides_read_back_exactly():
+    from wsol.config import config_from_dict
+    from wsol.sweep import override
+
+    for value in (1e-05, 0.1 + 0.2, 3.0e-7):
+        cfg = config_from_dict({}, [override("optim.lr", value)])
+        assert cfg.optim.lr == value
+    assert config_from_dict({}, [override("method.method", "cutmix")]).method.method == "cutmix"
+    assert config_from_dict({}, [override("model.large_feature_map", True)]).model.large_feature_map
+
+
+def test_a_three_trial_sweep_on_sqlite_writes_its_outputs_and_continues(
+    synth_root, tmp_path, space
+):
+    out = tmp_path / "sweep"
+    run = subprocess.run(
+        [*_sweep_cmd(synth_root, space, out, 3), "--seed", "0"],
+        capture_output=True, text=True, env=_env(), cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (out / "study.db").is_file()
+    table = pd.read_csv(out / "sweep.csv")
+    assert list(table["state"]) == ["COMPLETE"] * 3
+    assert table["optim.lr"].between(0.001, 0.1).all() and table["optim.lr"].nunique() == 3
+    for _, row in table.iterrows():  # each trial is an ordinary run folder trained at its value
+        cfg = yaml.safe_load((Path(row["run"]) / "config.yaml").read_text())
+        assert cfg["optim"]["lr"] == row["optim.lr"]
+        log = pd.read_csv(Path(row["run"]) / "log.csv")
+        assert log["val_MaxBoxAccV2"].iloc[-1] == pytest.approx(row["val_metric"])
+    best = table.loc[table["val_metric"].idxmax()]
+    chosen = yaml.safe_load((out / "best.yaml").read_text())
+    assert chosen["optim"]["lr"] == best["optim.lr"] and chosen["data"]["val_per_class"] == 2
+    assert (out / "plots" / "optim.lr.png").is_file()
+    assert "3/3 complete" in run.stdout
+
+    # the same command again: the study is complete, nothing more runs
+    again = subprocess.run(_sweep_cmd(synth_root, space, out, 3), capture_output=True,
+                           text=True, env=_env(), cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0 and len(pd.read_csv(out / "sweep.csv")) == 3
+    # another space in the same study is refused
+    other = tmp_path / "other.yaml"
+    other.write_text("optim.weight_decay: {type: float, low: 0.0001, high: 0.01, log: true}\n")
+    refused = subprocess.run(_sweep_cmd(synth_root, other, out, 4), capture_output=True,
+                             text=True, env=_env(), cwd=tmp_path)  # fmt: skip
+    assert refused.returncode != 0 and "another config, overrides or space" in refused.stderr
+
+
+def _two_workers(root, space, out, trials, *extra) -> None:
+    procs = [
+        subprocess.Popen(
+            _sweep_cmd(root, space, out, trials, *extra),
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+
+
+def _complete_trials(out: Path) -> pd.DataFrame:
+    table = pd.read_csv(out / "sweep.csv")
+    complete = table[table["state"] == "COMPLETE"]
+    assert complete["run"].nunique() == len(complete)  # distinct run folders
+    assert complete["optim.lr"].nunique() == len(complete)  # distinct values
+    return complete
+
+
+def test_two_workers_on_one_storage_complete_exactly_the_trials(synth_root, tmp_path, space):
+    out = tmp_path / "shared"
+    _two_workers(synth_root, space, out, 3)
+    assert len(_complete_trials(out)) == 3
+
+
+def _postgres_binaries() -> Path | None:
+    for candidate in [shutil.which("initdb"), *Path("/usr/lib/postgresql").glob("*/bin/initdb")]:
+        if candidate:
+            return Path(candidate).resolve().parent
+    return None
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL cluster on a local port, made and removed by the test (as the
+    postgres user when the tests run as root: initdb refuses root)."""
+    bindir = _postgres_binaries()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it with apt-get)")
+    pytest.importorskip("psycopg")
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="wsol-pg-"))  # pytest's tmp folders are private to root
+    base.chmod(0o755)
+    data = base / "pg"
+    data.mkdir()
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "wsol",
+                    "--auth=trust"], check=True, capture_output=True)  # fmt: skip
+    opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w",
+                    "-l", str(data / "server.log"), "start"], check=True, capture_output=True)  # fmt: skip
+    try:
+        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
+                        "wsol", "sweeps"], check=True, capture_output=True)  # fmt: skip
+        yield f"postgresql://wsol@127.0.0.1:{port}/sweeps"
+    finally:
+        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_two_workers_share_a_postgresql_study(synth_root, tmp_path, space, postgres):
+    out = tmp_path / "pg_sweep"
+    _two_workers(synth_root, space, out, 3, "--storage", postgres, "--study", "pg-test")
+    assert len(_complete_trials(out)) == 3
+    assert not (out / "study.db").exists()  # the study lives in the server
+
+
+def test_a_killed_worker_leaves_a_study_the_next_command_completes(synth_root, tmp_path, space):
+    out = tmp_path / "killed"
+    cmd = [*_sweep_cmd(synth_root, space, out, 2), "--heartbeat", "1"]
+    cmd[cmd.index("epochs=1")] = "epochs=3"
+    worker = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "trials" / "trial_0000"
+    deadline = time.time() + 120
+    while not (first / "last.pt").is_file() and time.time() < deadline:  # mid-trial: epoch 1 done
+        time.sleep(0.2)
+    assert (first / "last.pt").is_file()
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    time.sleep(4)  # the trial's heartbeat goes stale (grace period: 3 heartbeats)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = pd.read_csv(out / "sweep.csv")
+    complete = _complete_trials(out)
+    assert len(complete) == 2
+    failed = table[table["state"] == "FAIL"]
+    assert list(failed["trial"]) == [0]  # the killed worker's trial, marked failed
+    retry = complete[complete["note"].fillna("").str.contains("retry of trial 0")]
+    assert len(retry) == 1 and retry["run"].iloc[0] == str(first)  # resumed in its own folder
+    assert retry["optim.lr"].iloc[0] == pytest.approx(failed["optim.lr"].iloc[0])
+    log = pd.read_csv(first / "log.csv")
+    assert list(log["epoch"]) == [1, 2, 3]  # resumed, not restarted: each epoch once

@@ -1,0 +1,585 @@
+"""``wsol sweep``: the fair protocol's hyperparameter search (Choe et al., CVPR 2020) on Optuna.
+
+Each trial is an ordinary run folder: ``wsol train CONFIG [overrides] [trial's values]`` in a
+child process (``torchrun`` with ``nproc > 1``), scored by the val split's metric of its last
+epoch (``select_metric``; ``auto``: MaxBoxAccV2 with boxes, PxAP with masks only). The study lives
+in Optuna's storage: an SQLite file in the sweep folder by default, or a PostgreSQL / MySQL URL
+that many machines share; each machine runs the same command and Optuna hands out the trials.
+
+* ``trials`` is the study's total of complete trials: running the command again continues the
+  study until it has that many (an interrupted sweep is finished by running it again). Two
+  workers never run one trial twice, and never complete more than ``trials`` together: a trial
+  that would be one too many ends at once as pruned (``note: surplus``).
+* A worker's trials send heartbeats; a killed worker's trial is marked failed once its
+  heartbeat is older than the grace period, and is retried with the same values, resuming its
+  run folder (the trainer dies with its worker: no orphan keeps training).
+* ``prune``: Optuna's median pruner on the per-epoch val metric (runs evaluate every
+  ``eval_every`` epochs).
+
+Outputs in ``out``: ``sweep.csv`` (trial, state, val metric, values, run folder), ``best.yaml``
+(the chosen config, ready for ``wsol train``), ``plots/<key>.png`` (val metric against each
+hyperparameter), ``trials/trial_<n>`` (the run folders) and ``logs/`` (each trial's output);
+:func:`evaluate_best` (``--test-best``) trains ``best.yaml`` with several seeds and evaluates
+them on test.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .config import ConfigError, config_from_dict, load_config, save_config
+
+SAMPLERS = ("random", "tpe")
+KINDS = ("float", "int", "categorical")
+
+
+# ------------------------------------------------------------------------------ the space
+@dataclass(frozen=True)
+class Dimension:
+    """One searched config key: ``float`` / ``int`` in [low, high] (``log``: log-uniform) or
+    ``categorical`` over ``choices``."""
+
+    key: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple = field(default_factory=tuple)
+
+    def suggest(self, trial):
+        if self.kind == "float":
+            return trial.suggest_float(self.key, self.low, self.high, log=self.log)
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_categorical(self.key, list(self.choices))
+
+
+def read_space(path: str | Path) -> list[Dimension]:
+    """The dimensions of a space file: ``section.key: {type, low, high, log}`` or
+    ``section.key: {type: categorical, choices: [...]}``. Every problem is reported with the
+    file and line; every key must be a config key that accepts the values."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"search space {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path}: a search space maps config keys to ranges, e.g. optim.lr:")
+    lines = {k.value: k.start_mark.line + 1 for k, _ in root.value} if root is not None else {}
+    dims, errors = [], []
+    for key, spec in data.items():
+        where = f"{path}:{lines.get(key, '?')}: {key}"
+        try:
+            dims.append(_dimension(str(key), spec))
+        except ValueError as err:
+            errors.append(f"{where}: {err}")
+            continue
+        for value in _probe_values(dims[-1]):
+            try:
+                config_from_dict({}, [f"{key}={value}"])
+            except ConfigError as err:
+                detail = str(err).split("\n", 1)[-1].strip()
+                errors.append(f"{where}: {detail}")
+                break
+    if errors:
+        raise ConfigError(f"{path}: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
+    return dims
+
+
+def _dimension(key: str, spec) -> Dimension:
+    if not isinstance(spec, dict):
+        raise ValueError(
+            "must be a mapping such as {type: float, low: 0.001, high: 0.1, log: true}"
+        )
+    unknown = set(spec) - {"type", "low", "high", "log", "choices"}
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+    kind = spec.get("type", "categorical" if "choices" in spec else "float")
+    if kind not in KINDS:
+        raise ValueError(f"type must be one of {', '.join(KINDS)}, not {kind!r}")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ValueError("a categorical dimension needs a non-empty list of choices")
+        return Dimension(key, kind, choices=tuple(choices))
+    try:
+        low, high = float(spec["low"]), float(spec["high"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"a {kind} dimension needs numbers low and high") from None
+    log = bool(spec.get("log", False))
+    if not low < high or (log and low <= 0):
+        raise ValueError(f"needs low < high{' and low > 0 (log)' if log else ''}: {low}, {high}")
+    if kind == "int" and (low != int(low) or high != int(high)):
+        raise ValueError("an int dimension needs whole numbers low and high")
+    return Dimension(key, kind, low, high, log)
+
+
+def _probe_values(dim: Dimension) -> list:
+    return list(dim.choices) if dim.kind == "categorical" else [dim.low, dim.high]
+
+
+def override(key: str, value) -> str:
+    """``key=value`` as ``wsol train`` reads it back (YAML) exactly."""
+    if isinstance(value, float):
+        return f"{key}={value!r}"
+    return f"{key}={json.dumps(value) if isinstance(value, str) else value}"
+
+
+# ------------------------------------------------------------------------------ the study
+def storage_url(out: Path, storage: str | None) -> str:
+    return storage or f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def _retry_callback():
+    """Optuna's callback that retries a trial whose heartbeat went stale (its name since 4.9)."""
+    import optuna.storages as storages
+
+    return (
+        getattr(storages, "RetryHeartbeatStaleTrialCallback", None)
+        or storages.RetryFailedTrialCallback
+    )
+
+
+def open_study(url: str, name: str, sampler: str, seed: int | None, prune: bool, heartbeat: float):
+    import optuna
+    from optuna.storages import RDBStorage
+
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(4):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = RDBStorage(
+                    url,
+                    engine_kwargs=engine,
+                    heartbeat_interval=max(1, int(heartbeat)),
+                    grace_period=max(2, int(3 * heartbeat)),
+                    failed_trial_callback=_retry_callback()(max_retry=3),
+                )
+            break
+        except ImportError as err:
+            raise ValueError(
+                f"the storage {url.split(':', 1)[0]} needs a database driver ({err}); for "
+                "PostgreSQL: pip install 'wsol[postgres]'"
+            ) from None
+        except Exception as err:  # SQLAlchemy errors: no server, a wrong password, or two
+            if attempt == 3:  # workers creating the tables of a new database at once
+                raise ValueError(f"cannot open the study storage {_safe(url)}: {err}") from None
+            time.sleep(1.0 + attempt)
+    made = (
+        optuna.samplers.RandomSampler(seed=seed)
+        if sampler == "random"
+        else optuna.samplers.TPESampler(seed=seed)
+    )
+    pruner = optuna.pruners.MedianPruner(n_warmup_steps=1) if prune else optuna.pruners.NopPruner()
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=made,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
+
+
+def _safe(url: str) -> str:
+    """The URL without its password."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
+def check_same_study(study, identity: dict) -> None:
+    """Refuse to continue a study made from another config, overrides or space."""
+    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    known = study.user_attrs.get("fingerprint")
+    if known is None:
+        study.set_user_attr("fingerprint", fingerprint)
+        study.set_user_attr("identity", identity)
+    elif known != fingerprint:
+        raise ValueError(
+            f"study {study.study_name!r} was made with another config, overrides or space "
+            f"({study.user_attrs.get('identity')}); use another --study name or --out folder"
+        )
+
+
+def counted_before(study, number: int) -> int:
+    """Complete or running trials numbered below ``number``: the trials ahead of it."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.RUNNING)
+    return sum(t.number < number for t in study.get_trials(deepcopy=False, states=states))
+
+
+def complete_count(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+# ------------------------------------------------------------------------------ one trial
+try:  # loaded here, not in the child: a preexec function must not import or allocate much
+    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # not Linux: children are stopped by the worker's own exit paths only
+    _LIBC = None
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    """The trainer gets SIGTERM when its worker dies (Linux), so no orphan keeps training."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def train_command(config: Path, overrides: list[str], run: Path, nproc: int) -> list[str]:
+    """The ``wsol train`` command of a trial (``torchrun`` with ``nproc`` processes); resumes
+    ``run`` when it holds a checkpoint (a retried trial)."""
+    launcher = [sys.executable, "-m", "wsol.cli"]
+    if nproc > 1:
+        launcher = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={nproc}", "-m", "wsol.cli",
+        ]  # fmt: skip
+    if (run / "last.pt").is_file():
+        return [*launcher, "train", "--resume", "--out", str(run), "--quiet"]
+    return [*launcher, "train", str(config), *overrides, "--out", str(run), "--quiet"]
+
+
+def val_scores(log_csv: Path, metric: str) -> list[tuple[int, float]]:
+    """(epoch, val score) of every evaluated epoch of a run's log.csv so far; ``metric``
+    ``auto``: MaxBoxAccV2, or PxAP where the run has no boxes."""
+    import csv
+
+    if not log_csv.is_file():
+        return []
+    with open(log_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for row in rows:
+        names = ["val_MaxBoxAccV2", "val_PxAP"] if metric == "auto" else [f"val_{metric}"]
+        for name in names:
+            value = row.get(name, "")
+            if value not in ("", None) and math.isfinite(float(value)):
+                out.append((int(row["epoch"]), float(value)))
+                break
+    return out
+
+
+class TrialFailed(RuntimeError):
+    """A trial's training exited with an error (its log says why)."""
+
+
+@dataclass
+class Sweep:
+    """What every trial of one sweep shares."""
+
+    config: Path
+    overrides: list[str]
+    space: list[Dimension]
+    out: Path
+    trials: int
+    metric: str
+    nproc: int = 1
+    poll: float = 1.0
+
+    def objective(self, trial) -> float:
+        import optuna
+
+        if counted_before(trial.study, trial.number) >= self.trials:
+            trial.set_user_attr("note", "surplus")
+            trial.study.stop()
+            raise optuna.TrialPruned("the study already has its trials")
+        values = {d.key: d.suggest(trial) for d in self.space}
+        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        history = _retry_callback().retry_history(frozen)
+        origin = history[0] if history else trial.number
+        run = self.out / "trials" / f"trial_{origin:04d}"
+        trial.set_user_attr("run", str(run))
+        if history:
+            trial.set_user_attr("note", f"retry of trial {history[-1]}")
+        overrides = [*self.overrides, *(override(k, v) for k, v in values.items())]
+        log = self.out / "logs" / f"trial_{trial.number:04d}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        command = train_command(self.config, overrides, run, self.nproc)
+        with open(log, "w") as sink:
+            proc = subprocess.Popen(
+                command, stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
+            try:
+                reported = self._follow(trial, proc, run)
+            finally:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait()
+        if proc.returncode != 0:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise TrialFailed(f"trial {trial.number} failed: {tail[0]} (log: {log})")
+        scores = val_scores(run / "log.csv", self.metric) or reported
+        if not scores:
+            raise TrialFailed(f"trial {trial.number}: {run}/log.csv has no val {self.metric}")
+        return scores[-1][1]
+
+    def _follow(self, trial, proc, run: Path) -> list[tuple[int, float]]:
+        """Wait for the trainer, reporting each evaluated epoch (pruning if asked)."""
+        import optuna
+
+        seen: list[tuple[int, float]] = []
+        while True:
+            done = proc.poll() is not None
+            scores = val_scores(run / "log.csv", self.metric)
+            for epoch, value in scores[len(seen) :]:
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch} (val {value:.2f})")
+            seen = scores
+            if done:
+                return seen
+            time.sleep(self.poll)
+
+
+def run_sweep(
+    config: str | Path,
+    overrides: list[str],
+    space: str | Path,
+    trials: int,
+    out: str | Path,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    sampler: str = "random",
+    seed: int | None = None,
+    nproc: int = 1,
+    prune: bool = False,
+    heartbeat: float = 60.0,
+    echo: bool = True,
+) -> dict:
+    """Run (or continue) a sweep until its study has ``trials`` complete trials; returns the
+    paths of what it wrote (see the module's doc)."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    if trials < 1:
+        raise ValueError(f"--trials must be >= 1, not {trials}")
+    if nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, not {nproc}")
+    config, out = Path(config).resolve(), Path(out)
+    cfg = load_config(config, overrides)  # every key and value checked before any trial
+    dims = read_space(space)
+    out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = study_name or out.resolve().name
+    study = open_study(storage_url(out, storage), name, sampler, seed, prune, heartbeat)
+    identity = {
+        "config": yaml.safe_load(config.read_text()),
+        "overrides": sorted(overrides),
+        "space": [d.__dict__ | {"choices": list(d.choices)} for d in dims],
+    }
+    check_same_study(study, identity)
+    sweep = Sweep(config, list(overrides), dims, out, trials, cfg.select_metric, nproc)
+    failures: list[str] = []
+
+    def after(study, trial) -> None:
+        if echo:
+            print(describe(study, trial, trials), flush=True)
+        if trial.state == TrialState.FAIL:
+            failures.append(trial.user_attrs.get("error", ""))
+            if len(failures) >= 3 and all(failures[-3:]):
+                study.stop()  # three failures in a row: a config problem, not bad luck
+        elif trial.state == TrialState.COMPLETE:
+            failures.clear()
+
+    def objective(trial):
+        try:
+            return sweep.objective(trial)
+        except TrialFailed as err:
+            trial.set_user_attr("error", str(err))
+            raise
+
+    if complete_count(study) < trials:
+        study.optimize(
+            objective,
+            callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE,)), after],
+            catch=(TrialFailed,),
+            gc_after_trial=True,
+        )
+    if len(failures) >= 3:
+        raise RuntimeError(f"three trials failed in a row; the last: {failures[-1]}")
+    return write_outputs(study, out, config, list(overrides), dims)
+
+
+def describe(study, trial, total: int) -> str:
+    """One line on a finished trial: its state, score, values and the study's count."""
+    values = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+    done = complete_count(study)
+    what = trial.state.name.lower()
+    if trial.value is not None:
+        what += f", val {trial.value:.2f}"
+    if trial.user_attrs.get("error"):
+        what += f": {trial.user_attrs['error']}"
+    elif trial.user_attrs.get("note"):
+        what += f" ({trial.user_attrs['note']})"
+    return f"[sweep] trial {trial.number} {what} | {values} | {done}/{total} complete"
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# ------------------------------------------------------------------------------ outputs
+def write_outputs(study, out: Path, config: Path, overrides: list[str], dims) -> dict:
+    """sweep.csv, best.yaml and the plots of a study (see the module's doc)."""
+    import pandas as pd
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row = {
+            "trial": t.number,
+            "state": t.state.name,
+            "val_metric": t.value,
+            **{d.key: t.params.get(d.key) for d in dims},
+            "run": t.user_attrs.get("run", ""),
+            "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None,
+            "note": t.user_attrs.get("error") or t.user_attrs.get("note", ""),
+        }
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "sweep.csv", index=False)
+    written = {"csv": out / "sweep.csv", "plots": []}
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return written
+    best = max(complete, key=lambda t: t.value)
+    chosen = [*overrides, *(override(k, v) for k, v in best.params.items())]
+    save_config(load_config(config, chosen), out / "best.yaml")
+    (out / "best.json").write_text(
+        json.dumps(
+            {"trial": best.number, "val_metric": best.value, "params": best.params}, indent=1
+        )
+    )
+    written.update(best=out / "best.yaml", best_trial=best.number, best_value=best.value)
+    written["plots"] = plot_trials(complete, dims, out / "plots")
+    return written
+
+
+def plot_trials(trials, dims, folder: Path) -> list[Path]:
+    """One scatter plot per hyperparameter: the val metric of each complete trial against it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    best = max(trials, key=lambda t: t.value)
+    for d in dims:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        xs = [t.params[d.key] for t in trials]
+        ys = [t.value for t in trials]
+        if d.kind == "categorical":
+            labels = [str(c) for c in d.choices]
+            xs = [labels.index(str(x)) for x in xs]
+            ax.set_xticks(range(len(labels)), labels)
+        ax.scatter(xs, ys, color="tab:blue", label="trial")
+        bx = best.params[d.key]
+        bx = [str(c) for c in d.choices].index(str(bx)) if d.kind == "categorical" else bx
+        ax.scatter([bx], [best.value], color="tab:red", marker="*", s=120, label="best")
+        if d.log:
+            ax.set_xscale("log")
+        ax.set_xlabel(d.key)
+        ax.set_ylabel("val metric")
+        ax.set_title(f"{len(trials)} complete trials")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = folder / f"{d.key}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``3`` -> seeds 0, 1, 2; ``0,4,7`` -> those seeds."""
+    try:
+        if "," in str(text):
+            seeds = [int(s) for s in str(text).split(",") if s.strip()]
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise ValueError(f"--test-best takes a count (3) or seeds (0,1,2), not {text!r}") from None
+    if not seeds:
+        raise ValueError("--test-best needs at least one seed")
+    return seeds
+
+
+def evaluate_best(
+    out: str | Path, seeds: list[int], nproc: int = 1, echo: bool = True
+) -> list[Path]:
+    """Train ``out/best.yaml`` once per seed (``out/best/seed_<s>``) and evaluate each on test
+    (``.../eval_test``); returns the evaluation folders, ready for ``wsol compare``."""
+    from .evaluate import evaluate_checkpoint
+
+    out = Path(out)
+    best = out / "best.yaml"
+    if not best.is_file():
+        raise FileNotFoundError(f"{best} does not exist: the sweep has no complete trial yet")
+    evals = []
+    for seed in seeds:
+        run = out / "best" / f"seed_{seed}"
+        done = (run / "last.pt").is_file() and _finished(run)
+        if not done:
+            if echo:
+                print(f"[sweep] training the chosen config with seed {seed} -> {run}", flush=True)
+            command = train_command(best, [f"seed={seed}"], run, nproc)
+            result = subprocess.run(command, preexec_fn=_die_with_parent)
+            if result.returncode != 0:
+                raise RuntimeError(f"training {run} failed (exit {result.returncode})")
+        eval_dir = run / "eval_test"
+        if not (eval_dir / "metrics.json").is_file():
+            evaluate_checkpoint(run, eval_dir, progress=False, echo=False)
+        evals.append(eval_dir)
+    if echo:
+        print(f"[sweep] compare them: wsol compare {' '.join(str(e) for e in evals)} --out ...")
+    return evals
+
+
+def _finished(run: Path) -> bool:
+    from .runtime import load_checkpoint
+
+    ckpt = load_checkpoint(run / "last.pt")
+    return ckpt["epoch"] + 1 >= int(ckpt.get("config", {}).get("epochs", 0) or 0)
+
+
+__all__ = [
+    "Dimension",
+    "read_space",
+    "run_sweep",
+    "evaluate_best",
+    "parse_seeds",
+    "val_scores",
+    "train_command",
+]
