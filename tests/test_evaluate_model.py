@@ -347,3 +347,87 @@ def test_gallery_files_of_ids_that_read_alike_do_not_collide(tmp_path):
     written = build_gallery([out], tmp_path / "g", select="random", count=3, images_root=images)
     files = sorted((tmp_path / "g" / "images").glob("*.png"))
     assert len(files) == 3 and written["html"].is_file()
+
+
+def test_hierarchical_bootstrap_carries_the_seed_variance():
+    from wsol.report import hierarchical_bootstrap, paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    images = rng.random(300)
+    a = np.stack([images] * 3)  # three seeds that agree
+    b = np.stack([images + 0.30, images + 0.02, images - 0.20])  # three that do not
+    mean, lo, hi = hierarchical_bootstrap(a, b, 1000)
+    assert mean == pytest.approx(0.04)
+    _, lo_img, hi_img = paired_bootstrap(a.mean(axis=0), b.mean(axis=0), 1000)
+    assert hi_img - lo_img < 1e-9  # averaged over seeds, every image moves by the same 0.04
+    assert lo < 0 < hi and hi - lo > 0.3  # the seeds disagree: the interval says so
+    one = hierarchical_bootstrap(a[:1], b[:1], 500, seed=3)
+    assert one == paired_bootstrap(a[0], b[0], 500, seed=3)
+
+
+def _copy_run(src: Path, dst: Path, **config_changes) -> Path:
+    """A copy of a run with its evaluation, its config changed, its metrics pointing at it."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(src, dst)
+    cfg = yaml.safe_load((dst / "config.yaml").read_text())
+    for dotted, value in config_changes.items():
+        node = cfg
+        *path, last = dotted.split(".")
+        for key in path:
+            node = node[key]
+        node[last] = value
+    (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
+    metrics = json.loads((dst / "eval_test" / "metrics.json").read_text())
+    metrics["context"]["checkpoint"] = str(dst / "last.pt")
+    (dst / "eval_test" / "metrics.json").write_text(json.dumps(metrics))
+    return dst
+
+
+def test_compare_refuses_to_pool_different_settings_and_repeated_seeds(
+    trained_runs, tmp_path, capsys
+):
+    from wsol.report import PoolingError, compare_runs
+
+    _, runs = trained_runs
+    args = [
+        "evaluate",
+        str(runs["base"]),
+        "--quiet",
+        "--workers",
+        "0",
+        "--cam-curve-interval",
+        "0.05",
+    ]
+    assert main([*args, "--out", str(runs["base"] / "eval_test")]) == 0
+    longer = _copy_run(runs["base"], tmp_path / "longer", epochs=12, seed=1)
+    same_seed = _copy_run(runs["base"], tmp_path / "same_seed")
+    other_seed = _copy_run(runs["base"], tmp_path / "other_seed", seed=1)
+    with pytest.raises(PoolingError, match=r"differ in epochs \(2 vs 12\): not seeds of one"):
+        compare_runs([runs["base"], longer], tmp_path / "c1", n_boot=50)
+    with pytest.raises(PoolingError, match="are both seed 0"):
+        compare_runs([runs["base"], same_seed], tmp_path / "c2", n_boot=50)
+    with pytest.raises(PoolingError, match="evaluate the same"):
+        compare_runs([runs["base"], runs["base"] / "eval_test"], tmp_path / "c3", n_boot=50)
+    compare_runs([runs["base"], other_seed], tmp_path / "c4", n_boot=50)  # two seeds: fine
+    assert not (tmp_path / "c4" / "differences.csv").exists()  # one method: nothing to difference
+
+    # a label makes the longer run a row of its own, differenced against base
+    metrics = json.loads((longer / "eval_test" / "metrics.json").read_text())
+    metrics["context"]["method"] = "base-12ep"
+    (longer / "eval_test" / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["compare", str(runs["base"]), str(longer), "--out", str(tmp_path / "c5"),
+                 "--bootstrap", "50"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "Does base-12ep localize better than plain CAM" in printed
+
+
+def test_evaluate_label_names_the_row(trained_runs, tmp_path):
+    _, runs = trained_runs
+    out = tmp_path / "labelled"
+    args = ["evaluate", str(runs["cutmix"]), "--quiet", "--workers", "0", "--label", "cutmix-b1"]
+    assert main([*args, "--out", str(out), "--cam-curve-interval", "0.1"]) == 0
+    context = json.loads((out / "metrics.json").read_text())["context"]
+    assert context["method"] == "cutmix-b1" and context["trained_method"] == "cutmix"

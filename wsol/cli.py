@@ -187,6 +187,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             val_threshold=args.val_threshold,
             fixed_threshold=_fixed_threshold(args),
             progress=not args.quiet,
+            label=args.label,
         )
         return 0
     if args.out is None:
@@ -228,6 +229,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         context["cams"] = str(Path(args.cams).resolve())
     else:
         context["method"] = f"{args.baseline}-baseline"
+    if args.label:
+        context["method"] = context["run"] = args.label
     save_result(result, args.out, context)
     return 0
 
@@ -310,12 +313,14 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .report import compare_runs
+    from .report import answer_sentences, compare_runs
 
     written = compare_runs(args.runs, args.out, n_boot=args.bootstrap, seed=args.seed)
     print((Path(args.out) / "table.md").read_text())
     for name, path in written.items():
         print(f"{name}: {path}")
+    for sentence in answer_sentences(Path(args.out) / "differences.csv"):
+        print(sentence)
     return 0
 
 
@@ -458,6 +463,11 @@ def _add_evaluate(sub) -> None:
         help="with --cams: accept mask paths that are absolute or contain '..'",
     )
     p.add_argument("--out", type=Path, help="output folder (default for a model: RUN/eval_<split>)")
+    p.add_argument(
+        "--label",
+        help="the name of this evaluation's row in `wsol compare` (default: the training method; "
+        "for --cams: none)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     m = p.add_argument_group("model evaluation")
     m.add_argument(
@@ -571,13 +581,18 @@ def _add_compare(sub) -> None:
         "compare",
         help="join runs into one table with curves and confidence intervals",
         description="Join evaluations (run folders with eval_test, or evaluation folders) into runs.csv "
-        "(tidy), table.csv/table.md (mean ± std over seeds), differences.csv (paired bootstrap 95%% CI "
-        "against base) and MaxBoxAcc / PxAP curve plots.",
+        "(tidy), table.csv/table.md (mean ± std over seeds), differences.csv (95%% intervals against "
+        "base from a bootstrap over seeds and images) and MaxBoxAcc / PxAP curve plots, and says in "
+        "one sentence per method whether it localizes better. Refuses to average runs whose "
+        "configs differ other than by seed, or that share a seed (name them apart with "
+        "`wsol evaluate --label`).",
     )
-    p.add_argument("runs", nargs="+", type=Path)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "runs", nargs="+", type=Path, help="evaluation folders, or run folders with eval_test"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=cmd_compare)
 
 

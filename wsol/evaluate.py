@@ -319,6 +319,7 @@ def evaluate_checkpoint(
     fixed_threshold: float | None = None,
     progress: bool = True,
     echo: bool = True,
+    label: str | None = None,
 ) -> dict:
     """Evaluate a run folder or checkpoint on a split of the data it was trained on.
 
@@ -331,6 +332,7 @@ def evaluate_checkpoint(
         overrides: ``section.key=value`` changes to the run's config (e.g. ``data.root=...``).
         val_threshold: first evaluate the ``val`` split and use its best CAM threshold as the
             fixed threshold of the loc metrics (saved in ``OUT/val``).
+        label: the row name ``wsol compare`` gives it (default: the training method).
     """
     from .config import config_from_dict
     from .data.splits import load_split
@@ -360,7 +362,8 @@ def evaluate_checkpoint(
         "run": run_dir.name,
         "dataset": target.name,
         "backbone": cfg.model.name,
-        "method": cfg.method.method,
+        "method": label or cfg.method.method,
+        "trained_method": cfg.method.method,
         "seed": cfg.seed,
         "cam_method": cam_method,
         "checkpoint": str(Path(ckpt["path"]).resolve()),

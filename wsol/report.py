@@ -24,6 +24,103 @@ HEADLINE = (
 GROUP = ("dataset", "backbone", "method", "cam_method", "protocol")
 
 
+class PoolingError(ValueError):
+    """Evaluations that would be averaged into one row are not seeds of one setting."""
+
+
+#: config keys that may differ between seeds of one setting (where the data are, how they load)
+POOLABLE_KEYS = {
+    "seed",
+    "device",
+    "dist_timeout",
+    "data.root",
+    "data.metadata",
+    "data.masks",
+    "data.annotations",
+    "data.workers",
+    "data.allow_outside_root",
+    "data.skip_bad_images",
+}
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _training_config(context: dict) -> dict | None:
+    """The training config of an evaluated checkpoint (its run folder's config.yaml)."""
+    import yaml
+
+    checkpoint = context.get("checkpoint")
+    if not checkpoint:
+        return None
+    path = Path(checkpoint).parent / "config.yaml"
+    if not path.is_file():
+        return None
+    return _flat(yaml.safe_load(path.read_text()) or {})
+
+
+def check_pooling(contexts: list[dict]) -> None:
+    """Refuse rows that would pool evaluations of different settings, the same seed twice or
+    one evaluation twice (see :func:`compare_runs`)."""
+    groups: dict = {}
+    for context in contexts:
+        key = tuple(str(context.get(c, "") or "") for c in GROUP)
+        groups.setdefault(key, []).append(context)
+    problems = []
+    for key, members in groups.items():
+        row = " / ".join(k for k in key if k)
+        seen: dict = {}
+        for c in members:
+            source = c.get("checkpoint") or c.get("cams") or c["folder"]
+            if source in seen:
+                problems.append(
+                    f"{row}: {c['folder']} and {seen[source]} evaluate the same {source}"
+                )
+            seen[source] = c["folder"]
+        configs = [(c, _training_config(c)) for c in members]
+        configs = [(c, cfg) for c, cfg in configs if cfg is not None]
+        by_seed: dict = {}
+        for c, cfg in configs:
+            seed = cfg.get("seed")
+            if seed in by_seed and by_seed[seed]["checkpoint"] != c["checkpoint"]:
+                problems.append(
+                    f"{row}: {by_seed[seed]['folder']} and {c['folder']} are both seed {seed}: "
+                    "one setting's seeds must differ"
+                )
+            by_seed.setdefault(seed, c)
+        if len(configs) > 1:
+            first, first_cfg = configs[0]
+            for c, cfg in configs[1:]:
+                keys = sorted(
+                    k
+                    for k in set(first_cfg) | set(cfg)
+                    if k not in POOLABLE_KEYS and first_cfg.get(k) != cfg.get(k)
+                )
+                if keys:
+                    shown = ", ".join(
+                        f"{k} ({first_cfg.get(k)!r} vs {cfg.get(k)!r})" for k in keys[:4]
+                    )
+                    problems.append(
+                        f"{row}: {first['folder']} and {c['folder']} differ in {shown}"
+                        f"{' and more' if len(keys) > 4 else ''}: not seeds of one setting"
+                    )
+    if problems:
+        raise PoolingError(
+            "these evaluations would be averaged into one row, but should not be:\n  "
+            + "\n  ".join(problems)
+            + "\nLeave some out, or name each setting's evaluations apart with "
+            "`wsol evaluate ... --label NAME` so that each is a row of its own."
+        )
+
+
 def _load_run(path: Path):
     folder = resolve_eval_dir(path)
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -40,43 +137,72 @@ def paired_bootstrap(
     a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ):
     """Mean of b - a over images and its percentile bootstrap interval, resampling images (the
-    same resample for both: the comparison is paired). ``a``, ``b``: (images,) per-image scores,
-    already averaged over seeds."""
+    same resample for both: the comparison is paired). ``a``, ``b``: (images,) per-image scores
+    of one run each (see :func:`hierarchical_bootstrap` for several seeds)."""
+    return hierarchical_bootstrap(np.asarray(a)[None], np.asarray(b)[None], n_boot, seed, level)
+
+
+def hierarchical_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+):
+    """Mean difference b - a and its percentile bootstrap interval over training seeds and
+    images: ``a`` (seeds_a, images) and ``b`` (seeds_b, images) hold per-image scores, one row
+    per training seed. Each resample draws seeds with replacement for each side, then images
+    with replacement (the same images for both sides: paired), so the interval carries the
+    seed-to-seed variance as well as the image sampling. With one seed each it is the paired
+    image bootstrap."""
     rng = np.random.default_rng(seed)
-    diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
-    n = len(diff)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError("a and b must be (seeds, images) with the same images")
+    n = a.shape[1]
     means = np.empty(n_boot)
-    for start in range(0, n_boot, 256):
-        stop = min(n_boot, start + 256)
-        index = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = diff[index].mean(axis=1)
+    for start in range(0, n_boot, 64):
+        stop = min(n_boot, start + 64)
+        k = stop - start
+        rows_a = rng.integers(0, len(a), size=(k, len(a)))
+        rows_b = rng.integers(0, len(b), size=(k, len(b)))
+        per_a = a[rows_a].mean(axis=1)  # (k, images): the mean over the drawn seeds
+        per_b = b[rows_b].mean(axis=1)
+        images = rng.integers(0, n, size=(k, n))
+        diff = np.take_along_axis(per_b - per_a, images, axis=1)
+        means[start:stop] = diff.mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(diff.mean()), float(lo), float(hi)
+    return float(b.mean() - a.mean()), float(lo), float(hi)
 
 
 def compare_runs(
     paths: list[str | Path], out_dir: str | Path, n_boot: int = 2000, seed: int = 0
 ) -> dict[str, Path]:
     """Join evaluations into one table in the papers' layout, with curves and, per data set and
-    backbone, each method's difference to ``base`` (or the first method) with a paired bootstrap
-    95% interval over images (per-image scores averaged over seeds; thresholds held at each
-    run's best). Writes runs.csv (tidy), table.csv / table.md, differences.csv and PNG curves."""
+    backbone, each method's difference to ``base`` (or the first method) with a 95% interval
+    from a hierarchical bootstrap (training seeds, then images; thresholds held at each run's
+    best). Writes runs.csv (tidy), table.csv / table.md, differences.csv (when there is a
+    difference to take) and PNG curves.
+
+    Refuses (:class:`PoolingError`) to pool evaluations of one row whose training configs
+    differ in anything but the seed, or that share a seed: they are not seeds of one setting.
+    Give them different names (``wsol evaluate --label``) to compare them as rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import pandas as pd
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     loaded = [_load_run(Path(p)) for p in paths]
-    tidy, per_image = [], []
-    for folder, metrics, rows in loaded:
+    contexts = []
+    for folder, metrics, _ in loaded:
         context = dict(metrics.get("context", {}))
         context.setdefault(
             "run", folder.parent.name if folder.name.startswith("eval_") else folder.name
         )
         context["folder"] = str(folder)
         context["protocol"] = metrics.get("protocol", {}).get("name", "wsolevaluation")
+        contexts.append(context)
+    check_pooling(contexts)
+    out.mkdir(parents=True, exist_ok=True)
+    tidy, per_image = [], []
+    for (folder, metrics, rows), context in zip(loaded, contexts):
         for row in metrics_table(metrics, context):
             row["folder"] = str(folder)
             tidy.append(row)
@@ -103,13 +229,13 @@ def compare_runs(
     (out / "table.md").write_text(_markdown(wide), encoding="utf-8")
 
     diffs = _differences(per_image, n_boot, seed)
-    pd.DataFrame(diffs).to_csv(out / "differences.csv", index=False)
-
-    written = {
-        "runs": out / "runs.csv",
-        "table": out / "table.csv",
-        "differences": out / "differences.csv",
-    }
+    written = {"runs": out / "runs.csv", "table": out / "table.csv"}
+    stale = out / "differences.csv"
+    if diffs:
+        pd.DataFrame(diffs).to_csv(stale, index=False)
+        written["differences"] = stale
+    elif stale.exists():
+        stale.unlink()  # an earlier comparison's: it would not describe these runs
     curves = []
     for folder, metrics, _ in loaded:
         ctx = metrics.get("context", {})
@@ -177,22 +303,21 @@ def _differences(per_image: list, n_boot: int, seed: int) -> list[dict]:
             continue
         baseline = "base" if "base" in methods else sorted(methods)[0]
 
-        def averaged(frames, column):
-            merged = pd.concat([f.set_index("image_id")[column] for f in frames], axis=1)
-            return merged.mean(axis=1)
+        def per_seed(frames, column):  # (seeds, images) by image id
+            return pd.concat([f.set_index("image_id")[column] for f in frames], axis=1).T
 
         for method in sorted(m for m in methods if m != baseline):
             for column, metric in (
                 ("MaxBoxAccV2_score", "MaxBoxAccV2"),
                 ("MaxBoxAcc_correct", "MaxBoxAcc"),
             ):
-                a = averaged(methods[baseline], column)
-                b = averaged(methods[method], column)
-                common = a.index.intersection(b.index)
+                a = per_seed(methods[baseline], column)
+                b = per_seed(methods[method], column)
+                common = a.columns.intersection(b.columns)
                 if len(common) == 0:
                     continue
                 scale = 1.0 if metric == "MaxBoxAccV2" else 100.0
-                mean, lo, hi = paired_bootstrap(
+                mean, lo, hi = hierarchical_bootstrap(
                     a[common].to_numpy() * scale, b[common].to_numpy() * scale, n_boot, seed
                 )
                 out.append(
@@ -225,9 +350,12 @@ def answer_sentences(differences: str | Path, metric: str = "MaxBoxAccV2") -> li
     import pandas as pd
 
     path = Path(differences)
-    rows = pd.read_csv(path) if path.stat().st_size > 1 else pd.DataFrame()
+    rows = pd.read_csv(path) if path.is_file() and path.stat().st_size > 1 else pd.DataFrame()
     if rows.empty:
-        return ["Only one method per data set and backbone: there is no difference to state."]
+        return [
+            "Only one method per data set and backbone: there is nothing to difference "
+            "(no differences.csv)."
+        ]
     out = []
     for _, r in rows[rows["metric"] == metric].iterrows():
         name = _NAMES.get(r["method"], r["method"])
@@ -242,8 +370,8 @@ def answer_sentences(differences: str | Path, metric: str = "MaxBoxAccV2") -> li
         seeds = f"{int(r['seeds_method'])} and {int(r['seeds_baseline'])} seeds"
         out.append(
             f"Does {name} localize better than {base} ({r['dataset']}, {r['backbone']})? {verdict}: "
-            f"{metric} {diff:+.2f} points (95% interval {lo:+.2f} to {hi:+.2f}; "
-            f"{int(r['images'])} test images, {seeds})."
+            f"{metric} {diff:+.2f} points (95% interval {lo:+.2f} to {hi:+.2f}, bootstrap over "
+            f"seeds and images; {int(r['images'])} test images, {seeds})."
         )
     return out
 
