@@ -236,22 +236,7 @@ def compare_runs(
         written["differences"] = stale
     elif stale.exists():
         stale.unlink()  # an earlier comparison's: it would not describe these runs
-    curves = []
-    for folder, metrics, _ in loaded:
-        ctx = metrics.get("context", {})
-        run, method = str(ctx.get("run", folder.name)), str(ctx.get("method", ""))
-        name = run if method in run else f"{run} {method}".strip()
-        if "curves" in metrics:
-            curves.append(
-                (metrics["curves"]["thresholds"], metrics["curves"]["single"]["50"], name)
-            )
-    written["curves"] = _plot(
-        out / "maxboxacc_curves.png",
-        curves,
-        "CAM threshold",
-        "box accuracy at IoU 50 (%)",
-        "MaxBoxAcc: accuracy vs CAM threshold",
-    )
+    written["curves"] = plot_threshold_curves(loaded, contexts, out / "maxboxacc_curves.png")
     pr = [
         (
             m["mask"]["pr_curve"]["recall"],
@@ -266,6 +251,48 @@ def compare_runs(
             out / "pxap_curves.png", pr, "recall", "precision", "pixel precision-recall (PxAP)"
         )
     return written
+
+
+def plot_threshold_curves(loaded, contexts, path: Path) -> Path:
+    """Box accuracy at IoU 50 against the CAM threshold: one colour per row (method, with data
+    set and backbone when several), the mean over seeds with a band from the lowest to the
+    highest seed, and a marker at the threshold each evaluation used for its loc metrics (the
+    val-chosen one with ``--val-threshold``, else the best on the split; averaged over seeds)."""
+    import matplotlib.pyplot as plt
+
+    rows: dict = {}
+    for (_, metrics, _), context in zip(loaded, contexts):
+        if "curves" not in metrics:
+            continue
+        key = tuple(str(context.get(c, "") or "") for c in GROUP)
+        rows.setdefault(key, []).append(metrics)
+    varying = [i for i in range(len(GROUP)) if len({k[i] for k in rows}) > 1]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    colours = plt.get_cmap("tab10")
+    for n, (key, members) in enumerate(rows.items()):
+        x = np.asarray(members[0]["curves"]["thresholds"], dtype=np.float64)
+        ys = np.asarray([m["curves"]["single"]["50"] for m in members], dtype=np.float64)
+        mean = ys.mean(axis=0)
+        colour = colours(n % 10)
+        name = " / ".join(key[i] for i in varying if key[i]) or key[2] or "run"
+        label = f"{name} ({len(members)} seed{'s' if len(members) > 1 else ''})"
+        ax.plot(x, mean, color=colour, label=label)
+        if len(members) > 1:
+            ax.fill_between(x, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.2)
+        used = [m["loc"].get("fixed_threshold", m["loc"].get("best_threshold")) for m in members]
+        used = [t for t in used if t is not None]
+        if used:
+            t = float(np.mean(used))
+            ax.plot([t], [np.interp(t, x, mean)], marker="v", color=colour, markersize=8)
+    ax.set_xlabel("CAM threshold (the marker: the threshold the loc metrics used)")
+    ax.set_ylabel("box accuracy at IoU 50 (%)")
+    ax.set_title("MaxBoxAcc: accuracy vs CAM threshold (mean over seeds, band: min to max)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _plot(path: Path, series: list[tuple], xlabel: str, ylabel: str, title: str) -> Path:
