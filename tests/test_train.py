@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import shutil
 import signal
@@ -255,3 +256,16 @@ def test_resume_refuses_recipe_changes_and_records_the_allowed_ones(tiny_synth, 
     assert history[0]["changes"] == [{"key": "epochs", "was": 2, "now": 3}]
     assert main(["train", "--resume", "--out", str(run), "--quiet", "epochs=2"]) == 2
     assert "3 epochs are already done" in capsys.readouterr().err
+
+
+def test_train_test_evaluates_the_last_checkpoint_on_test(synth_root, tmp_path, capsys):
+    from wsol.cli import main
+
+    run = tmp_path / "run"
+    overrides = cpu_run(synth_root, **{"data.val_per_class": 2, "cam_curve_interval": 0.1})
+    config = Path(__file__).parent.parent / "configs" / "synth_smallcnn_base.yaml"
+    assert main(["train", str(config), *overrides, "--out", str(run), "--quiet", "--test"]) == 0
+    metrics = json.loads((run / "eval_test" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["context"]["epoch"] == 1
+    assert metrics["context"]["checkpoint"] == str((run / "last.pt").resolve())
+    assert "checkpoint:" in capsys.readouterr().out

@@ -81,6 +81,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     row = train(cfg, out, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 speaks
         print(f"run folder: {out}" + (f" (last epoch {row['epoch']})" if row else ""))
+    if args.test:  # as the reference's trainer: the last checkpoint on test, right away
+        from .evaluate import evaluate_checkpoint
+
+        evaluate_checkpoint(
+            out, workers=cfg.data.workers, device=cfg.device, progress=not args.quiet
+        )
     return 0
 
 
@@ -538,6 +544,12 @@ def _add_train(sub) -> None:
     )
     p.add_argument(
         "--skip-bad-images", action="store_true", help="skip and count unreadable images"
+    )
+    p.add_argument(
+        "--test",
+        action="store_true",
+        help="then evaluate the last checkpoint on test (RUN/eval_test), as the reference's "
+        "trainer does after training",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
