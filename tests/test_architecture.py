@@ -24,7 +24,7 @@ STAGES = [
         "baselines",
     ],
     ["metrics"],
-    ["runtime", "rundir", "config"],
+    ["runtime", "rundir", "config", "tracking"],
     ["train", "evaluate", "results"],
     ["report", "gallery", "sweep"],
     ["demo"],

@@ -269,3 +269,30 @@ def test_train_test_evaluates_the_last_checkpoint_on_test(synth_root, tmp_path, 
     assert metrics["split"] == "test" and metrics["context"]["epoch"] == 1
     assert metrics["context"]["checkpoint"] == str((run / "last.pt").resolve())
     assert "checkpoint:" in capsys.readouterr().out
+
+
+def test_a_run_keeps_train_log_and_tensorboard_events(synth_root, tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from wsol.cli import main
+
+    run = tmp_path / "run"
+    config = Path(__file__).parent.parent / "configs" / "synth_smallcnn_base.yaml"
+    overrides = cpu_run(synth_root, **{"data.val_per_class": 2, "epochs": 2})
+    assert main(["train", str(config), *overrides, "--out", str(run), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    log = (run / "train.log").read_text()
+    for line in printed.strip().splitlines():  # everything printed is in train.log
+        assert line.strip() in log, line
+    assert "epoch 2:" in printed and "run ETA" in printed  # --quiet keeps the epoch lines
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/lr", "train/images_per_s", "val/MaxBoxAccV2"} <= set(
+        tags["scalars"]
+    )
+    losses = [e.value for e in events.Scalars("train/loss")]
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert losses == pytest.approx([float(r["train_loss"]) for r in rows])
+    overlays = events.Images("val/cam_overlays")
+    assert [e.step for e in overlays] == [1, 2] and overlays[0].width > 32

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -78,9 +79,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = args.out / "config.yaml"
     cfg = load_config(config, overrides)
     out = args.out or Path("runs") / Path(config).stem
-    row = train(cfg, out, resume=args.resume, progress=not args.quiet)
+    row = train(cfg, out, resume=args.resume, progress=not args.quiet)  # quiet: lines, no bars
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 speaks
-        print(f"run folder: {out}" + (f" (last epoch {row['epoch']})" if row else ""))
+        line = f"run folder: {out}" + (f" (last epoch {row['epoch']})" if row else "")
+        print(line)
+        with open(Path(out) / "train.log", "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
     if args.test:  # as the reference's trainer: the last checkpoint on test, right away
         from .evaluate import evaluate_checkpoint
 
@@ -551,7 +555,9 @@ def _add_train(sub) -> None:
         help="then evaluate the last checkpoint on test (RUN/eval_test), as the reference's "
         "trainer does after training",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars (the per-epoch lines stay)"
+    )
     p.set_defaults(func=cmd_train)
 
 

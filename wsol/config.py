@@ -88,6 +88,7 @@ class TrainConfig:
     cam_curve_interval: float = 0.01  # threshold grid of the per-epoch val localization
     max_steps_per_epoch: int = 0  # 0: whole epoch (a cap is for smoke tests and benchmarks)
     dist_timeout: float = 600.0  # seconds a collective waits for the other ranks (torchrun)
+    tensorboard: bool = True  # TensorBoard events in RUN/tensorboard (scalars, CAM overlays)
 
 
 class ConfigError(ValueError):

@@ -49,6 +49,7 @@ from .runtime import (
     setup_distributed,
     write_csv,
 )
+from .tracking import RunLog, fixed_val_batch
 
 LOG_COLUMNS = (
     "epoch",
@@ -387,21 +388,22 @@ def _check_labels(split) -> None:
 
 
 def train(
-    cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    echo: bool = True,
 ) -> dict:
     """Train a model as ``cfg`` says into ``out_dir``; returns the last epoch's log row.
 
     With ``resume``, ``out_dir/last.pt`` restores model, optimizer, scheduler, scaler, epoch
-    and RNG state, and training continues with the next epoch.
+    and RNG state, and training continues with the next epoch. ``progress``: the batch bars;
+    ``echo``: the per-epoch lines (with the whole run's ETA), also kept in ``RUN/train.log``.
     """
     run = RunDir(out_dir)
     d = setup_distributed(cfg.device, cfg.dist_timeout)
     train_split, val_split = _load_splits(cfg)
     splits = split_record(cfg, train_split, val_split)
-    if d.main and progress:
-        tqdm.write(f"train: {splits['train_images']} images | val: {splits['val']}")
-        if splits["val_is_test"]:
-            tqdm.write("val is the test split: no best.pt is kept (it would choose on test)")
     last = None  # the checkpoint a resume continues from, read once
     if resume:
         if not run.checkpoint("last").is_file():
@@ -445,6 +447,19 @@ def train(
             if changes:
                 record_changes(run.path, state.epoch + 1, changes)
         log_rows = _read_log(run.log, state.epoch + 1) if d.main else []
+        log = RunLog(run.path, d.main, echo, cfg.tensorboard)
+        log.line(
+            f"{'resumed after epoch ' + str(state.epoch + 1) if resume else 'started'}: "
+            f"{cfg.model.name}, {cfg.method.method}, {cfg.epochs} epochs, seed {cfg.seed}"
+        )
+        log.line(f"train: {splits['train_images']} images | val: {splits['val']}")
+        if splits["val_is_test"]:
+            log.line("val is the test split: no best.pt is kept (it would choose on test)")
+        overlay = (
+            fixed_val_batch(val_split, cfg.data.crop_size)
+            if val_split is not None and log.writer is not None
+            else None
+        )
 
         train_model = model
         if d.world > 1:
@@ -464,6 +479,7 @@ def train(
         }
         row: dict = {}
         for epoch in range(state.epoch + 1, cfg.epochs):
+            started = time.perf_counter()
             seed = epoch_seed(cfg.seed, epoch, d.rank)
             seed_everything(seed)
             loader = make_loader(dataset, cfg, d, epoch, seed)
@@ -506,11 +522,25 @@ def train(
                 atomic_save(checkpoint, run.checkpoint("last"))
                 if is_best:
                     atomic_save(checkpoint, run.checkpoint("best"))
-                if progress:
-                    tqdm.write(_epoch_line(row))
+                left = log.eta(time.perf_counter() - started, epoch + 1, cfg.epochs)
+                log.line(f"{_epoch_line(row)} | run ETA {left}")
+                log.scalars(row)
+                if val is not None and overlay is not None:
+                    cams = _overlay_cams(model, overlay, method, d, dtype)
+                    log.overlays(epoch + 1, overlay[0], cams)
+        log.close()
         if d.world > 1:
             dist.barrier()
         return row
+
+
+def _overlay_cams(model, batch, method, d, dtype) -> torch.Tensor:
+    from .cam import eval_mode, logits_and_cams
+
+    images, labels = batch
+    with eval_mode(model), torch.autocast(d.device.type, dtype=dtype, enabled=dtype is not None):
+        _, cams = logits_and_cams(model, images.to(d.device), labels, reader=method.cams)
+    return cams
 
 
 #: config keys a resumed run may change: what it trains is unchanged (more epochs extend it;
