@@ -92,3 +92,28 @@ def test_extract_defaults_to_the_predicted_class_and_names_unknown_methods():
     model.train()
     extract(model, x, None, "cam")
     assert model.training  # the flag is restored
+
+
+def test_scorecam_one_image_at_a_time_equals_the_batched_call_and_draws_only_our_bar(capsys):
+    # pytorch-grad-cam's ScoreCAM on the whole batch at once (its own tqdm bar per image) gives
+    # the same CAMs as ours, one image at a time; ours draws a bar only with progress
+    from pytorch_grad_cam import ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from wsol.cam import _Wrapped, gradcam_family
+
+    torch.manual_seed(2)
+    model = create_model("smallcnn", 3).eval()
+    x, classes = torch.randn(3, 3, 32, 32), torch.tensor([0, 2, 1])
+    wrapped = _Wrapped(model)
+    with ScoreCAM(model=wrapped, target_layers=[wrapped.features]) as reference:
+        expected = reference(
+            input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes]
+        )
+    capsys.readouterr()
+    quiet = gradcam_family(model, x, classes, "scorecam", progress=False)
+    assert capsys.readouterr().err == ""  # no bar of pytorch-grad-cam's own
+    torch.testing.assert_close(quiet, torch.from_numpy(expected), atol=1e-5, rtol=1e-4)
+    gradcam_family(model, x, classes, "scorecam", progress=True)
+    err = capsys.readouterr().err
+    assert "score-cam" in err and "/12 " in err  # 128 channels / 32 per pass x 3 images

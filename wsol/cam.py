@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 
 CAM_METHODS = ("cam", "gradcam", "gradcampp", "layercam", "scorecam")
@@ -61,11 +62,35 @@ class _Wrapped(torch.nn.Module):
         return self.model.logits_from_features(features)
 
 
-def gradcam_family(model, images: torch.Tensor, classes: torch.Tensor, method: str) -> torch.Tensor:
+class _ChunkProgress:
+    """Stands in for the ``tqdm`` module inside pytorch-grad-cam's Score-CAM: no bar of its own
+    (it would draw one per image, also under ``--quiet``); each chunk of masked forward passes
+    advances ``bar`` (ours, or none)."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def tqdm(self, iterable, *args, **kwargs):
+        for item in iterable:
+            yield item
+            if self.bar is not None:
+                self.bar.update(1)
+
+
+#: masked images per forward pass in Score-CAM
+SCORECAM_BATCH = 32
+
+
+def gradcam_family(
+    model, images: torch.Tensor, classes: torch.Tensor, method: str, progress: bool = False
+) -> torch.Tensor:
     """CAMs (B, H, W) of ``classes`` with a pytorch-grad-cam method, at the input resolution.
 
     The model's training flag and hooks are restored afterwards (pytorch-grad-cam's context
-    manager releases its hooks).
+    manager releases its hooks). Score-CAM runs one forward pass of the whole network per
+    feature channel and image (2,048 per image for ResNet-50): it takes the images one at a
+    time, so that its masked copies (channels x 3 x H x W) fit in memory, and with ``progress``
+    shows a bar over those forward passes.
     """
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -77,12 +102,34 @@ def gradcam_family(model, images: torch.Tensor, classes: torch.Tensor, method: s
         "scorecam": ScoreCAM,
     }[method]
     wrapped = _Wrapped(model)
+    targets = [ClassifierOutputTarget(int(c)) for c in classes]
     with eval_mode(model), cls(model=wrapped, target_layers=[wrapped.features]) as extractor:
-        if method == "scorecam":
-            extractor.batch_size = max(1, min(64, images.shape[0] * 4))
-        targets = [ClassifierOutputTarget(int(c)) for c in classes]
-        cams = extractor(input_tensor=images, targets=targets)
-    return torch.from_numpy(cams)
+        if method != "scorecam":
+            return torch.from_numpy(extractor(input_tensor=images, targets=targets))
+        return _scorecam(extractor, wrapped, images, targets, progress)
+
+
+def _scorecam(extractor, wrapped, images, targets, progress: bool) -> torch.Tensor:
+    import pytorch_grad_cam.score_cam as score_cam
+    from tqdm import tqdm
+
+    extractor.batch_size = SCORECAM_BATCH
+    with torch.no_grad():
+        channels = wrapped.features(images[:1]).shape[1]
+    chunks = -(-channels // SCORECAM_BATCH) * len(images)
+    bar = tqdm(total=chunks, desc="score-cam", unit="chunk", leave=False) if progress else None
+    original = score_cam.tqdm
+    score_cam.tqdm = _ChunkProgress(bar)
+    try:
+        cams = [
+            extractor(input_tensor=images[k : k + 1], targets=targets[k : k + 1])
+            for k in range(len(images))
+        ]
+    finally:
+        score_cam.tqdm = original
+        if bar is not None:
+            bar.close()
+    return torch.from_numpy(np.concatenate(cams))
 
 
 def extract(
@@ -91,6 +138,7 @@ def extract(
     classes: torch.Tensor | None = None,
     method: str = "cam",
     reader=None,
+    progress: bool = False,
 ):
     """(logits, CAMs) for any CAM method; CAM CAMs stay at feature resolution on the device,
     Grad-CAM family ones come at input resolution on the CPU. ``reader``: the training method's
@@ -104,4 +152,4 @@ def extract(
     if classes is None:
         classes = logits.argmax(dim=1)
     with torch.enable_grad():
-        return logits, gradcam_family(model, images, classes.cpu(), method)
+        return logits, gradcam_family(model, images, classes.cpu(), method, progress)

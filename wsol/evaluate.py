@@ -234,7 +234,7 @@ def evaluate_model(
         images = images.to(device, non_blocking=True)
         labels = labels.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits, cams = extract(model, images, labels, cam_method, cam_reader)
+            logits, cams = extract(model, images, labels, cam_method, cam_reader, progress)
         top5 = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
         top1_ok = (top5[:, 0] == labels).cpu().numpy()
         top5_ok = (top5 == labels[:, None]).any(dim=1).cpu().numpy()
