@@ -65,7 +65,10 @@ def test_evaluate_checkpoint_writes_everything(trained_runs, tmp_path):
     assert ctx["method"] == "base" and ctx["backbone"] == "smallcnn" and ctx["split"] == "test"
     rows = (out / "per_image.csv").read_text().splitlines()
     assert len(rows) == 16 and rows[0].startswith("image_id,")
-    assert len(list((out / "cams").rglob("*.npy"))) == 15
+    saved = sorted((out / "cams").rglob("*.npy"))
+    assert len(saved) == 15
+    first = np.load(saved[0])  # the raw CAM: float32 at the feature map's 8 x 8 (32 px input)
+    assert first.dtype == np.float32 and first.shape == (8, 8) and saved[0].stat().st_size < 512
     # the saved CAMs, evaluated as a CAM folder, give identical numbers
     from wsol.data import convert_cub
 

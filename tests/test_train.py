@@ -296,3 +296,32 @@ def test_a_run_keeps_train_log_and_tensorboard_events(synth_root, tmp_path, caps
     assert losses == pytest.approx([float(r["train_loss"]) for r in rows])
     overlays = events.Images("val/cam_overlays")
     assert [e.step for e in overlays] == [1, 2] and overlays[0].width > 32
+
+
+def test_a_run_made_with_a_relative_data_root_evaluates_from_anywhere(
+    synth_root, tmp_path, monkeypatch, capsys
+):
+    from wsol.cli import main
+
+    made_in = tmp_path / "project"
+    made_in.mkdir()
+    shutil.copytree(synth_root, made_in / "data")
+    monkeypatch.chdir(made_in)
+    config = Path(__file__).parent.parent / "configs" / "synth_smallcnn_base.yaml"
+    overrides = cpu_run(Path("data"), **{"data.val_per_class": 2, "cam_curve_interval": 0.1})
+    assert main(["train", str(config), *overrides, "--out", "run", "--quiet"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run = made_in / "run"
+    args = ["evaluate", str(run), "--quiet", "--workers", "0", "--out", "e1"]
+    assert main(args) == 0
+    metrics = json.loads((elsewhere / "e1" / "metrics.json").read_text())
+    assert metrics["context"]["data"]["root"] == str(made_in / "data")
+    # the data moved: a sentence that says so and names --data
+    (made_in / "data").rename(made_in / "moved")
+    capsys.readouterr()
+    assert main([*args[:-1], "e2"]) != 0
+    err = capsys.readouterr().err
+    assert "are not where they were" in err and "--data ROOT" in err
+    assert main([*args[:-1], "e3", "--data", str(made_in / "moved")]) == 0

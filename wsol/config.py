@@ -293,6 +293,23 @@ def config_from_dict(
     return cfg
 
 
+DATA_PATH_KEYS = ("root", "metadata", "masks", "annotations")
+
+
+def anchor_data_paths(cfg: TrainConfig, workdir: str | Path | None, keep=()) -> TrainConfig:
+    """``cfg`` with its relative data paths made relative to ``workdir`` (the folder a run was
+    started in), so a run can be evaluated from anywhere; ``keep``: keys given anew (e.g. by
+    ``--data``), which stay relative to the current folder."""
+    if not workdir:
+        return cfg
+    changes = {}
+    for key in DATA_PATH_KEYS:
+        value = getattr(cfg.data, key)
+        if value and key not in keep and not Path(value).is_absolute():
+            changes[key] = str(Path(workdir) / value)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **changes))
+
+
 def config_to_dict(cfg: TrainConfig) -> dict:
     return asdict(cfg)
 

@@ -165,7 +165,8 @@ def save_result(
     wrote_rows = rows is not None and write_csv_rows(Path(out_dir) / "per_image.csv", rows) > 0
     if echo:
         print(format_table(result))
-        print(f"wrote {json_path} and {csv_path}" + (" and per_image.csv" if wrote_rows else ""))
+        files = [json_path, csv_path] + ([Path(out_dir) / "per_image.csv"] if wrote_rows else [])
+        print("wrote " + ", ".join(str(f) for f in files))
 
 
 # ---------------------------------------------------------------------------------- models
@@ -204,8 +205,10 @@ def evaluate_model(
         model: a :class:`wsol.models.WSOLModel`.
         split: the :class:`DatasetSplit` to evaluate (boxes and/or masks).
         cam_reader: the training method's CAM hook (``Method.cams``); default the model's.
-        save_cams: write each prepared 224 x 224 score map to ``save_cams/<image_id>.npy``
-            (float64, the reference layout), so ``wsol evaluate --cams`` reproduces the numbers.
+        save_cams: write each raw CAM, as the evaluator reads it (float32, at the feature
+            map's resolution for CAM: 14 x 14 is 0.9 KB a file; at the input resolution for the
+            Grad-CAM family), to ``save_cams/<image_id>.npy``; ``wsol evaluate --cams`` resizes
+            and normalises them as this evaluation did, so it reproduces the numbers exactly.
     """
     import torch
     from torch.utils.data import DataLoader, Subset
@@ -243,14 +246,13 @@ def evaluate_model(
         seen += len(labels)
         ids = [ids_all[i] for i in indices.tolist()]
         if evaluator is not None:
-            maps = evaluator.update(
-                cams.float().cpu().numpy(), ids, top1_ok, top5_ok, top5[:, 0].tolist()
-            )
-            if save_cams is not None:
-                for image_id, scoremap in zip(ids, maps):
+            raw = cams.float().cpu().numpy()
+            evaluator.update(raw, ids, top1_ok, top5_ok, top5[:, 0].tolist())
+            if save_cams is not None:  # the raw float32 map the evaluator read: exact, small
+                for image_id, cam in zip(ids, raw):
                     path = cam_path(save_cams, image_id)
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    np.save(path, scoremap)
+                    np.save(path, cam)
         bar.update(len(ids))
     bar.close()
     counts = np.array([top1_total, top5_total, seen], dtype=np.int64)
@@ -334,7 +336,7 @@ def evaluate_checkpoint(
             fixed threshold of the loc metrics (saved in ``OUT/val``).
         label: the row name ``wsol compare`` gives it (default: the training method).
     """
-    from .config import config_from_dict
+    from .config import anchor_data_paths, config_from_dict
     from .data.splits import load_split
     from .runtime import amp_dtype, load_checkpoint_model, method_of, setup_distributed
 
@@ -345,9 +347,20 @@ def evaluate_checkpoint(
     if d.main and echo:
         print(f"checkpoint: {ckpt['path']} (epoch {epoch})")
     cfg = config_from_dict(cfg_dict, list(overrides))
+    given = {o.split("=", 1)[0].removeprefix("data.") for o in overrides if o.startswith("data.")}
+    cfg = anchor_data_paths(cfg, ckpt.get("workdir"), keep=given)
     run_dir = model_path if model_path.is_dir() else model_path.parent
     out = Path(out_dir) if out_dir is not None else run_dir / f"eval_{split}"
-    target = load_split(cfg.data, split)
+    try:
+        target = load_split(cfg.data, split)
+    except FileNotFoundError as err:
+        if "root" in given:
+            raise
+        raise FileNotFoundError(
+            f"{err}: the data this run ({ckpt['path']}) was trained on are not where they "
+            "were; if they moved, give their new root with --data ROOT (and --set "
+            "data.metadata=... for metadata kept elsewhere)"
+        ) from None
     check_classes(ckpt, target)
     dtype = amp_dtype(cfg, d.device)
     common = dict(
@@ -396,4 +409,9 @@ def evaluate_checkpoint(
     )
     if d.main:
         save_result(result, out, {**context, "split": split}, echo=echo)
+        if echo and save_cams:
+            count = sum(1 for _ in (out / "cams").rglob("*.npy"))
+            print(f"wrote {count} CAMs (raw float32 maps) to {out / 'cams'}")
+        if echo and val_threshold:
+            print(f"wrote the val evaluation that chose the threshold to {out / 'val'}")
     return result

@@ -476,6 +476,8 @@ def train(
             "num_classes": train_split.num_classes,
             "class_names": train_split.class_names,
             "splits": splits,
+            # relative data paths of the config are relative to this folder
+            "workdir": last.get("workdir", os.getcwd()) if last else os.getcwd(),
         }
         row: dict = {}
         for epoch in range(state.epoch + 1, cfg.epochs):
