@@ -434,3 +434,30 @@ def test_evaluate_label_names_the_row(trained_runs, tmp_path):
     assert main([*args, "--out", str(out), "--cam-curve-interval", "0.1"]) == 0
     context = json.loads((out / "metrics.json").read_text())["context"]
     assert context["method"] == "cutmix-b1" and context["trained_method"] == "cutmix"
+
+
+def test_one_way_to_override_everywhere(trained_runs, tmp_path, capsys):
+    data, runs = trained_runs
+    out = tmp_path / "bare"
+    # key=value after the run folder, as `wsol train` takes them; --set still works
+    args = ["evaluate", str(runs["base"]), "data.workers=0", "--quiet", "--out", str(out),
+            "--cam-curve-interval", "0.1", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads((out / "metrics.json").read_text())["context"]["data"]["workers"] == 0
+    printed = capsys.readouterr().out
+    assert str(out / "per_image.csv") in printed  # every written file is named
+    assert main(["evaluate", "data.workers=0", "--quiet"]) != 0
+    assert "give the run folder or checkpoint first" in capsys.readouterr().err
+    # the gallery takes --data like evaluate (and --images, its old name) and --device auto
+    gallery = [
+        "gallery",
+        str(out),
+        "--out",
+        str(tmp_path / "g"),
+        "--count",
+        "2",
+        "--device",
+        "auto",
+    ]
+    assert main([*gallery, "--data", str(data)]) == 0
+    assert (tmp_path / "g" / "index.html").is_file()

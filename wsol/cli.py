@@ -69,6 +69,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.skip_bad_images:
         overrides.append("data.skip_bad_images=true")
+    if args.data is not None:
+        overrides.append(f"data.root={args.data}")
+    if args.device is not None:
+        overrides.append(f"device={args.device}")
     config = args.config
     if config is not None and "=" in str(config) and not config.exists():
         overrides.insert(0, str(config))  # `wsol train --resume --out RUN key=value`
@@ -174,7 +178,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise ValueError("give a run folder or checkpoint, or --cams CAM_DIR with --metadata")
         from .evaluate import evaluate_checkpoint
 
-        overrides = list(args.set)
+        if "=" in str(args.model) and not args.model.exists():
+            raise ValueError(f"give the run folder or checkpoint first, then {args.model}")
+        overrides = [*args.overrides, *args.set]
         if args.data is not None:
             overrides.append(f"data.root={args.data}")
         protocol = _protocol(args)
@@ -200,6 +206,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             label=args.label,
         )
         return 0
+    if args.overrides or args.set or args.model is not None:
+        raise ValueError(
+            "config overrides and a run folder belong to a model's evaluation, not to --cams or "
+            "--baseline"
+        )
     if args.out is None:
         raise ValueError(f"{'--cams' if args.cams else '--baseline'} needs --out")
     source = "--cams" if args.cams is not None else "--baseline"
@@ -308,6 +319,7 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- gallery, compare
 def cmd_gallery(args: argparse.Namespace) -> int:
     from .gallery import build_gallery
+    from .runtime import resolve_device
 
     written = build_gallery(
         args.runs,
@@ -316,7 +328,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         count=args.count,
         seed=args.seed,
         images_root=args.images,
-        device=args.device,
+        device=str(resolve_device(args.device)),
     )
     print(f"wrote {written['png']} and {written['html']}")
     return 0
@@ -430,14 +442,14 @@ def _add_data_convert(sub) -> None:
         "holds VAL_PER_CLASS training images per class "
         "(never trained on), for choosing hyperparameters and the CAM threshold.",
     )
-    p.add_argument("cub_root", type=Path)
+    p.add_argument("cub_root", type=Path, help="CUB-200-2011 root (or a synthetic set's root)")
     p.add_argument(
         "--out", type=Path, required=True, help="metadata root to write (OUT/CUB/<split>)"
     )
     p.add_argument(
         "--val-per-class", type=int, default=5, help="held-out val images per class (default 5)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the val draw (default 0)")
     p.set_defaults(func=cmd_data_convert)
 
 
@@ -450,6 +462,12 @@ def _add_evaluate(sub) -> None:
     )
     p.add_argument(
         "model", nargs="?", type=Path, help="run folder or checkpoint (omit with --cams)"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides for a model's evaluation, e.g. data.workers=8 (as --set)",
     )
     p.add_argument("--cams", type=Path, help="folder of CAMs: CAM_DIR/<image_id>.npy (any method)")
     p.add_argument(
@@ -510,6 +528,8 @@ def _add_evaluate(sub) -> None:
         "--cam-method",
         default="cam",
         choices=("cam", "gradcam", "gradcampp", "layercam", "scorecam"),
+        help="how CAMs are read (default cam, as the training method reads them; the others "
+        "via pytorch-grad-cam; scorecam is slow, see docs/metrics.md)",
     )
     m.add_argument(
         "--save-cams",
@@ -522,9 +542,9 @@ def _add_evaluate(sub) -> None:
         action="store_true",
         help="fix the loc threshold at val's best (written to OUT/val)",
     )
-    m.add_argument("--batch-size", type=int, default=64)
-    m.add_argument("--workers", type=int, default=2)
-    m.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    m.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    m.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
+    m.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto")
     add_protocol_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -549,6 +569,10 @@ def _add_train(sub) -> None:
     )
     p.add_argument(
         "--skip-bad-images", action="store_true", help="skip and count unreadable images"
+    )
+    p.add_argument("--data", type=Path, help="data root (sets data.root)")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="sets device (default: the config's)"
     )
     p.add_argument(
         "--test",
@@ -578,7 +602,7 @@ def _add_gallery(sub) -> None:
     p.add_argument(
         "runs", nargs="+", type=Path, help="evaluation or run folders (the first picks the images)"
     )
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="gallery folder (PNG and HTML)")
     p.add_argument(
         "--select",
         choices=("best", "worst", "random", "class", "diff"),
@@ -586,12 +610,21 @@ def _add_gallery(sub) -> None:
         help="which images: best/worst IoU of the first run, random, per class, or diff (half the "
         "largest IoU gains of the last run over the first, half its largest losses)",
     )
-    p.add_argument("--count", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=int, default=16, help="images to show (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random selection")
     p.add_argument(
-        "--images", type=Path, help="image root (for --cams evaluations, or if the data moved)"
+        "--data",
+        "--images",
+        dest="images",
+        type=Path,
+        help="image root (for --cams evaluations, or if the data moved); --images is its old name",
     )
-    p.add_argument("--device", default="cpu", help="device for recomputing CAMs (default cpu)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="device for recomputing CAMs (default auto)",
+    )
     p.set_defaults(func=cmd_gallery)
 
 

@@ -97,6 +97,20 @@ class Dist:
         return self.rank == 0
 
 
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` (a GPU if PyTorch sees one, else the CPU), ``cpu`` or ``cuda``, the same way for
+    every command; ``cuda`` without a GPU is refused with a sentence."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device cuda: PyTorch sees no GPU here (torch.cuda.is_available() is False); "
+            "use device=cpu or device=auto"
+        )
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    return torch.device("cuda") if use_cuda else torch.device("cpu")
+
+
 def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> Dist:
     """Read torchrun's environment; start the process group when WORLD_SIZE > 1.
 
@@ -105,12 +119,7 @@ def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device cuda: PyTorch sees no GPU here (torch.cuda.is_available() is False); "
-            "use device=cpu or device=auto"
-        )
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    use_cuda = resolve_device(device).type == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
