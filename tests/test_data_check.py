@@ -99,3 +99,20 @@ def test_gen_cli_docs_help_prints_help_and_writes_nothing(capsys):
         module.main(["--help"])
     assert done.value.code == 0 and "Rewrite" in capsys.readouterr().out
     assert module.DOC.stat().st_mtime_ns == before
+
+
+def test_converted_metadata_checks_clean_against_the_cub_root(synth_root, tmp_path, capsys):
+    # `wsol data convert ROOT --out META` prints how to check it, and that command finds every
+    # image under ROOT/images and every mask under ROOT/segmentations
+    from wsol.cli import main
+
+    assert main(["data", "convert", str(synth_root), "--out", str(tmp_path / "meta")]) == 0
+    printed = capsys.readouterr().out
+    test = tmp_path / "meta" / "SYNTH" / "test"
+    assert f"wsol data check {test} --images {synth_root}" in printed
+    assert main(["data", "check", str(test), "--images", str(synth_root), "--quiet"]) == 0
+    assert (
+        main(["data", "check", str(test), "--images", str(synth_root / "images"), "--quiet"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert out.count("no problems") == 2

@@ -30,11 +30,17 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 def cmd_data_check(args: argparse.Namespace) -> int:
     from .data.check import check_dataset, detect_format
+    from .data.cub import is_cub_root
 
+    images, masks = args.images, args.masks
+    if images is not None and is_cub_root(images):  # metadata from `wsol data convert ROOT`:
+        images, masks = images / "images", masks or images / "segmentations"  # its two roots
+    elif images is not None and masks is None and (images.parent / "segmentations").is_dir():
+        masks = images.parent / "segmentations"  # CUB's layout: masks beside images/
     problems, splits = check_dataset(
         args.path,
-        images=args.images,
-        masks=args.masks,
+        images=images,
+        masks=masks,
         annotations=args.annotations,
         deep=args.deep,
         progress=not args.quiet,
@@ -58,6 +64,12 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
     written = convert_cub(args.cub_root, args.out, val_per_class=args.val_per_class, seed=args.seed)
     for split, folder in written.items():
         print(f"{split}: {folder}")
+    root = Path(args.cub_root)
+    print(
+        f"image ids are relative to {root / 'images'} and mask paths to "
+        f"{root / 'segmentations'}; check a split with: wsol data check {written['test']} "
+        f"--images {root}"
+    )
     return 0
 
 
@@ -418,9 +430,15 @@ def _add_data_check(sub) -> None:
     p.add_argument(
         "--images",
         type=Path,
-        help="image root for a metadata folder (image ids are relative to it)",
+        help="image root for a metadata folder (image ids are relative to it); a CUB root "
+        "(as `wsol data convert` reads) stands for its images/ and segmentations/",
     )
-    p.add_argument("--masks", type=Path, help="mask root for a metadata folder (default: --images)")
+    p.add_argument(
+        "--masks",
+        type=Path,
+        help="mask root for a metadata folder (default: --images, or the segmentations/ beside "
+        "a CUB images/ folder)",
+    )
     p.add_argument(
         "--annotations", type=Path, help="ImageNet val boxes: XML folder or LOC_val_solution.csv"
     )
