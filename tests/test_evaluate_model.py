@@ -113,6 +113,10 @@ def test_gallery_and_compare(trained_runs, tmp_path):
     assert len(sources) == 10  # 5 images x 2 runs
     assert all((gallery / s).is_file() for s in sources)
     assert "http" not in page  # opens offline
+    # class names, not labels; how the images were chosen; a filter per run; the class table
+    assert "Synth_00" in page and "gains most IoU over" in page and "loses most" in page
+    assert "class wrong (" in page and page.count("<option value='1:") == 2
+    assert "Mean IoU per class" in page and page.count("<tr><td>") >= 3  # 3 classes
     for how in ("best", "worst", "random", "class"):
         assert (
             main(
@@ -294,7 +298,7 @@ def test_both_protocols_on_the_same_models_and_compare_shows_both(trained_runs, 
 
 
 def test_gallery_never_overlays_an_older_evaluations_cams(trained_runs, tmp_path):
-    from wsol.gallery import _records, _scoremaps, load_eval
+    from wsol.gallery import _scoremaps, _split, load_eval
 
     _, runs = trained_runs
     shared, fresh = tmp_path / "shared", tmp_path / "fresh"
@@ -305,7 +309,7 @@ def test_gallery_never_overlays_an_older_evaluations_cams(trained_runs, tmp_path
     assert main([*base, str(runs["cutmix"]), "--out", str(fresh), "--save-cams"]) == 0
     stale_run, fresh_run = load_eval(shared), load_eval(fresh)
     ids = fresh_run.order[:4]
-    records = _records(fresh_run, None)
+    records = _split(fresh_run, None).by_id()
     got = _scoremaps(stale_run, ids, records)
     want = _scoremaps(fresh_run, ids, records)
     for i in ids:
@@ -461,3 +465,16 @@ def test_one_way_to_override_everywhere(trained_runs, tmp_path, capsys):
     ]
     assert main([*gallery, "--data", str(data)]) == 0
     assert (tmp_path / "g" / "index.html").is_file()
+
+
+def test_diff_selection_shows_gains_and_losses():
+    from wsol.gallery import EvalRun, select_images
+
+    def run(ious):
+        rows = {f"i{k}": {"image_id": f"i{k}", "iou": v} for k, v in enumerate(ious)}
+        loc = {"best_threshold": 0.5}
+        return EvalRun(Path("."), {"loc": loc}, rows, list(rows))
+
+    first = run([0.5] * 8)
+    last = run([0.9, 0.1, 0.6, 0.5, 0.2, 0.8, 0.5, 0.45])  # gains: i0, i5; losses: i1, i4
+    assert select_images([first, last], "diff", 4) == ["i0", "i5", "i1", "i4"]

@@ -108,22 +108,22 @@ def select_images(
     return picked
 
 
-def _records(run: EvalRun, images_root: Path | None):
-    """{image_id: ImageRecord} of the run's evaluation split."""
+def _split(run: EvalRun, images_root: Path | None):
+    """The run's evaluation split (records and class names)."""
     ctx = run.metrics.get("context", {})
     if "metadata" in ctx:
         from .data.wsolmeta import read_wsol_metadata
 
         if images_root is None:
             raise ValueError(f"{run.folder} evaluated a CAM folder: give --images (the image root)")
-        return read_wsol_metadata(ctx["metadata"], images_root).by_id()
+        return read_wsol_metadata(ctx["metadata"], images_root)
     from .config import DataConfig
     from .data.splits import load_split
 
     data = DataConfig(**ctx["data"])
     if images_root is not None:
         data.root = str(images_root)
-    return load_split(data, ctx.get("split", "test")).by_id()
+    return load_split(data, ctx.get("split", "test"))
 
 
 def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> dict[str, np.ndarray]:
@@ -192,6 +192,39 @@ def _safe(image_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", image_id)
 
 
+SELECTION_WORDS = {
+    "best": "the {n} images with the highest IoU of {first}",
+    "worst": "the {n} images with the lowest IoU of {first}",
+    "random": "{n} images drawn at random (seed {seed})",
+    "class": "{n} images drawn class by class (seed {seed})",
+    "diff": "the images where {last} gains most IoU over {first}, then those where it loses "
+    "most (half each, {n} in all)",
+}
+
+
+def describe_selection(select: str, runs: list[EvalRun], n: int, seed: int) -> str:
+    """How the images were chosen, in words (printed on the PNG and the HTML page)."""
+    return SELECTION_WORDS[select].format(n=n, seed=seed, first=runs[0].name, last=runs[-1].name)
+
+
+def class_name(names: list[str], label) -> str:
+    """A class's name (its label when the data have no names)."""
+    try:
+        k = int(label)
+    except (TypeError, ValueError):
+        return str(label)
+    return names[k] if 0 <= k < len(names) else str(k)
+
+
+def threshold_contour(scoremap: np.ndarray, threshold: float) -> list[np.ndarray]:
+    """The outlines of ``scoremap >= threshold`` (OpenCV contours, as the boxes come from)."""
+    import cv2
+
+    mask = (scoremap >= threshold).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return list(contours)
+
+
 def build_gallery(
     eval_dirs: list[str | Path],
     out_dir: str | Path,
@@ -203,17 +236,16 @@ def build_gallery(
     device: str = "cpu",
 ) -> dict[str, Path]:
     """Render the gallery; returns the paths of ``gallery.png`` and ``index.html``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import cv2
 
     runs = [load_eval(p) for p in eval_dirs]
     ids = select_images(runs, select, count, seed)
+    how = describe_selection(select, runs, len(ids), seed)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     images_root = Path(images_root) if images_root is not None else None
-    records = _records(runs[0], images_root)
+    split = _split(runs[0], images_root)
+    records, names = split.by_id(), list(split.class_names)
     size = tuple(runs[0].metrics["protocol"]["eval_size"])
     cells: dict[tuple[int, str], dict] = {}
     for k, run in enumerate(runs):
@@ -224,6 +256,8 @@ def build_gallery(
             gt = resize_boxes(np.asarray(r.boxes).reshape(-1, 4), r.size, size)
             pred = boxes_from_scoremap(maps[image_id], [run.threshold], multi)[0]
             picture = overlay(Image.open(r.path), maps[image_id], gt, pred)
+            contours = threshold_contour(maps[image_id], run.threshold)
+            cv2.drawContours(picture, contours, -1, (255, 255, 255), 1)
             file = f"images/{k}_{n}_{_safe(image_id)}.png"  # n: ids that read alike differ
             Image.fromarray(picture).save(out / file)
             row = run.rows[image_id]
@@ -235,86 +269,156 @@ def build_gallery(
                 "prediction": row.get("prediction"),
                 "label": row.get("label", r.label),
             }
-
-    # PNG grid: one row per image, one column per run
-    fig, axes = plt.subplots(
-        len(ids), len(runs), figsize=(2.6 * len(runs), 2.6 * len(ids)), squeeze=False
-    )
-    for row_index, image_id in enumerate(ids):
-        for k, run in enumerate(runs):
-            ax = axes[row_index][k]
-            cell = cells[k, image_id]
-            ax.imshow(cell["picture"])
-            ax.set_xticks([])
-            ax.set_yticks([])
-            mark = {"1": "class ok", "0": "class wrong"}.get(cell["correct"], "")
-            ax.set_title(f"IoU {cell['iou']:.2f} {mark}", fontsize=8)
-            if row_index == 0:
-                ax.set_title(f"{run.name}\nIoU {cell['iou']:.2f} {mark}", fontsize=8)
-    fig.suptitle(f"green: ground truth, red: predicted box ({select} {len(ids)})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "gallery.png", dpi=80)
-    plt.close(fig)
-
-    (out / "index.html").write_text(_html(runs, ids, cells, select), encoding="utf-8")
+    _png(out / "gallery.png", runs, ids, cells, names, how)
+    (out / "index.html").write_text(_html(runs, ids, cells, names, how), encoding="utf-8")
     return {"png": out / "gallery.png", "html": out / "index.html"}
 
 
-def _html(runs: list[EvalRun], ids: list[str], cells: dict, select: str) -> str:
+def _png(path: Path, runs, ids, cells, names, how: str) -> None:
+    """A readable grid: a row per image (its id and class on the left), a column per run (its
+    name on top); several images per row when there is one run; a colour bar for the CAM."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import cm
+    from matplotlib.colors import Normalize
+
+    single = len(runs) == 1
+    cols = min(4, len(ids)) if single else len(runs)
+    rows = -(-len(ids) // cols) if single else len(ids)
+    side = 3.0
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(side * cols + 1.2, side * rows + 1.0), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for n, image_id in enumerate(ids):
+        for k, run in enumerate(runs):
+            ax = axes[n // cols][n % cols] if single else axes[n][k]
+            cell = cells[k, image_id]
+            ax.imshow(cell["picture"])
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            mark = {"1": "class right", "0": "class wrong"}.get(cell["correct"], "")
+            title = f"IoU {cell['iou']:.2f}  {mark}".strip()
+            if single or n == 0:
+                title = f"{run.name}\n{title}" if not single else title
+            ax.set_title(title, fontsize=10)
+            if single or k == 0:
+                name = class_name(names, cell["label"])
+                ax.set_ylabel(f"{_short(image_id)}\n{name}", fontsize=9)
+    fig.suptitle(
+        f"{how}\ngreen: ground truth, red: predicted box, white: the CAM at the box threshold",
+        fontsize=10,
+    )
+    top = 1 - 0.9 / (side * rows + 1.0)  # room for the two-line heading
+    fig.tight_layout(rect=(0, 0, 0.9, top))
+    bar = fig.add_axes((0.915, 0.15, 0.015, 0.7))
+    fig.colorbar(cm.ScalarMappable(Normalize(0, 1), "jet"), cax=bar, label="normalised CAM")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _short(image_id: str, keep: int = 28) -> str:
+    return image_id if len(image_id) <= keep else "..." + image_id[-keep:]
+
+
+def per_class_iou(run: EvalRun, names: list[str]) -> dict[str, float]:
+    """Mean IoU per class over every image of the evaluation (not only the shown ones)."""
+    sums: dict[str, list[float]] = {}
+    for row in run.rows.values():
+        sums.setdefault(str(row.get("label", "")), []).append(float(row[run.iou_key]))
+    order = sorted(sums, key=lambda label: (len(label), label))  # numeric order for labels
+    return {class_name(names, label): float(np.mean(sums[label])) for label in order}
+
+
+def _html(runs: list[EvalRun], ids: list[str], cells: dict, names: list[str], how: str) -> str:
+    esc = html.escape
     head = "".join(
-        f"<th data-k='{3 * k + 2}' data-num='1'>IoU {html.escape(r.name)}</th><th>{html.escape(r.name)}</th>"
-        f"<th data-k='{3 * k + 4}'>class {html.escape(r.name)}</th>"
+        f"<th data-k='{2 + 3 * k}' data-num='1'>IoU<br>{esc(r.name)}</th><th>{esc(r.name)}</th>"
+        f"<th data-k='{4 + 3 * k}'>class right?<br>{esc(r.name)}</th>"
         for k, r in enumerate(runs)
     )
     body = []
     for image_id in ids:
         label = cells[0, image_id]["label"]
-        tds = [f"<td>{html.escape(image_id)}</td><td>{html.escape(str(label))}</td>"]
+        tds = [
+            f"<td>{esc(image_id)}</td>"
+            f"<td data-v='{esc(str(label))}'>{esc(class_name(names, label))}</td>"
+        ]
         for k in range(len(runs)):
             c = cells[k, image_id]
             ok = {"1": "right", "0": "wrong"}.get(c["correct"], "")
             pred = (
                 ""
                 if c["prediction"] in (None, "")
-                else f" (pred {html.escape(str(c['prediction']))})"
+                else f" (predicted {esc(class_name(names, c['prediction']))})"
             )
             tds.append(
                 f"<td data-v='{c['iou']:.4f}'>{c['iou']:.3f}</td>"
-                f"<td><img src='{html.escape(c['file'])}' width='180' height='180' alt='{html.escape(image_id)}'></td>"
-                f"<td>{ok}{pred}</td>"
+                f"<td><img src='{esc(c['file'])}' width='200' height='200' alt='{esc(image_id)}'></td>"
+                f"<td data-ok='{ok}'>{ok}{pred}</td>"
             )
         body.append(f"<tr>{''.join(tds)}</tr>")
-    thresholds = ", ".join(f"{html.escape(r.name)}: t = {r.threshold:.3f}" for r in runs)
+    thresholds = ", ".join(f"{esc(r.name)}: t = {r.threshold:.3f}" for r in runs)
+    options = "".join(
+        f"<option value='{k}:{v}'>class {v} ({esc(r.name)})</option>"
+        for k, r in enumerate(runs)
+        for v in ("right", "wrong")
+    )
+    tables = [per_class_iou(r, names) for r in runs]
+    classes = list(tables[0])
+    class_rows = "".join(
+        f"<tr><td>{esc(c)}</td>"
+        + "".join(f"<td>{t.get(c, float('nan')):.3f}</td>" for t in tables)
+        + "</tr>"
+        for c in classes
+    )
+    class_head = "".join(f"<th>{esc(r.name)}</th>" for r in runs)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>wsol gallery</title>
 <style>
-body {{ font-family: sans-serif; margin: 1em; }} table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 4px; text-align: center; }} th[data-k] {{ cursor: pointer; background: #eef; }}
+body {{ font-family: sans-serif; margin: 1em; }} table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+td, th {{ border: 1px solid #ccc; padding: 4px; text-align: center; }}
+th[data-k] {{ cursor: pointer; background: #eef; }} th[data-k]::after {{ content: ' \u21c5'; color: #99a; }}
+th[data-dir='asc']::after {{ content: ' \u25b2'; color: #000; }} th[data-dir='desc']::after {{ content: ' \u25bc'; color: #000; }}
 </style></head><body>
-<h1>CAM gallery ({html.escape(select)}, {len(ids)} images)</h1>
-<p>Green: ground-truth boxes. Red: predicted box at the threshold ({thresholds}).
-Click a blue header to sort; type to filter by image id or class.</p>
+<h1>CAM gallery: {len(ids)} images</h1>
+<p>Chosen: {esc(how)}.</p>
+<p>Green: ground-truth boxes. Red: predicted box at the threshold ({thresholds}). White: the CAM's
+outline at that threshold.</p>
+<p>Click a blue header to sort (numbers sort as numbers); type to filter by image id or class.</p>
 <p><input id="filter" placeholder="filter" oninput="filterRows()">
-<select id="which" onchange="filterRows()"><option value="">all</option><option value="right">class right (first run)</option>
-<option value="wrong">class wrong (first run)</option></select></p>
-<table id="t"><thead><tr><th data-k="0">image</th><th data-k="1">class</th>{head}</tr></thead>
+<select id="which" onchange="filterRows()"><option value="">all images</option>{options}</select></p>
+<table id="t"><thead><tr><th data-k="0">image</th><th data-k="1" data-num="1">class</th>{head}</tr></thead>
 <tbody>{"".join(body)}</tbody></table>
+<h2>Mean IoU per class (every image of each evaluation)</h2>
+<table id="classes"><thead><tr><th>class</th>{class_head}</tr></thead><tbody>{class_rows}</tbody></table>
 <script>
 function filterRows() {{
   const q = document.getElementById('filter').value.toLowerCase();
   const w = document.getElementById('which').value;
   for (const tr of document.querySelectorAll('#t tbody tr')) {{
     const text = (tr.cells[0].textContent + ' ' + tr.cells[1].textContent).toLowerCase();
-    const cls = tr.cells[4].textContent;
-    tr.style.display = text.includes(q) && (!w || cls.startsWith(w)) ? '' : 'none';
+    let keep = text.includes(q);
+    if (w) {{
+      const [k, v] = w.split(':');
+      keep = keep && tr.cells[4 + 3 * (+k)].dataset.ok === v;
+    }}
+    tr.style.display = keep ? '' : 'none';
   }}
 }}
 for (const th of document.querySelectorAll('th[data-k]')) {{
   th.addEventListener('click', () => {{
     const k = +th.dataset.k, num = th.dataset.num === '1', body = document.querySelector('#t tbody');
-    const asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
+    const asc = th.dataset.dir !== 'asc';
+    for (const other of document.querySelectorAll('th[data-k]')) delete other.dataset.dir;
+    th.dataset.dir = asc ? 'asc' : 'desc';
+    const value = c => num ? +c.dataset.v : c.textContent;
     const rows = [...body.rows].sort((a, b) => {{
-      const x = num ? +a.cells[k].dataset.v : a.cells[k].textContent, y = num ? +b.cells[k].dataset.v : b.cells[k].textContent;
+      const x = value(a.cells[k]), y = value(b.cells[k]);
       return (x > y ? 1 : x < y ? -1 : 0) * (asc ? 1 : -1);
     }});
     rows.forEach(r => body.appendChild(r));
