@@ -293,6 +293,33 @@ def config_from_dict(
     return cfg
 
 
+#: config keys that say where the data are and how a run is carried out, not what it trains:
+#: a resumed run may change them, and seeds of one setting may differ in them
+RUN_ONLY_KEYS = (
+    "device",
+    "dist_timeout",
+    "tensorboard",
+    "data.root",
+    "data.metadata",
+    "data.masks",
+    "data.annotations",
+    "data.workers",
+    "data.skip_bad_images",
+    "data.allow_outside_root",
+)
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    """A nested config dict as ``{"section.key": value}``."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 DATA_PATH_KEYS = ("root", "metadata", "masks", "annotations")
 
 

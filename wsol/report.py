@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import RUN_ONLY_KEYS, flatten
 from .results import metrics_table
 from .rundir import resolve_eval_dir
 
@@ -28,30 +29,8 @@ class PoolingError(ValueError):
     """Evaluations that would be averaged into one row are not seeds of one setting."""
 
 
-#: config keys that may differ between seeds of one setting (where the data are, how they load)
-POOLABLE_KEYS = {
-    "seed",
-    "device",
-    "dist_timeout",
-    "data.root",
-    "data.metadata",
-    "data.masks",
-    "data.annotations",
-    "data.workers",
-    "data.allow_outside_root",
-    "data.skip_bad_images",
-}
-
-
-def _flat(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
+#: config keys that may differ between seeds of one setting
+POOLABLE_KEYS = {"seed", *RUN_ONLY_KEYS}
 
 
 def _training_config(context: dict) -> dict | None:
@@ -64,7 +43,7 @@ def _training_config(context: dict) -> dict | None:
     path = Path(checkpoint).parent / "config.yaml"
     if not path.is_file():
         return None
-    return _flat(yaml.safe_load(path.read_text()) or {})
+    return flatten(yaml.safe_load(path.read_text()) or {})
 
 
 def check_pooling(contexts: list[dict]) -> None:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from .config import TrainConfig, config_to_dict, save_config
+from .config import RUN_ONLY_KEYS, TrainConfig, config_to_dict, flatten, save_config
 from .data.dataset import RecordDataset, collate_skipping, train_transform
 from .data.splits import NoValSplit, load_split, val_is_test, val_source
 from .methods import Method, MethodConfig, create_method
@@ -547,37 +547,15 @@ def _overlay_cams(model, batch, method, d, dtype) -> torch.Tensor:
 
 #: config keys a resumed run may change: what it trains is unchanged (more epochs extend it;
 #: the rest only says where the data are or how they are read)
-RESUMABLE_KEYS = (
-    "epochs",
-    "dist_timeout",
-    "eval_every",
-    "max_steps_per_epoch",
-    "device",
-    "data.root",
-    "data.metadata",
-    "data.masks",
-    "data.annotations",
-    "data.workers",
-    "data.skip_bad_images",
-)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+RESUMABLE_KEYS = (*RUN_ONLY_KEYS, "epochs", "eval_every", "max_steps_per_epoch")
 
 
 def resume_changes(out: Path, cfg: TrainConfig, ckpt: dict) -> list[dict]:
     """The changes ``cfg`` makes to the config a run was trained with (``ckpt``, its last.pt):
     allowed ones (``RESUMABLE_KEYS``) are returned, any other is refused before any work, so
     that what a resumed run says it ran is what ran."""
-    ran, done = _flatten(ckpt["config"]), ckpt["epoch"] + 1
-    now = _flatten(config_to_dict(cfg))
+    ran, done = flatten(ckpt["config"]), ckpt["epoch"] + 1
+    now = flatten(config_to_dict(cfg))
     changed = [
         {"key": k, "was": ran.get(k), "now": now.get(k)}
         for k in sorted(set(ran) | set(now))

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Method, register_method
+from .base import Method, attach_head, register_method
 
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -95,10 +95,7 @@ class ACoL(Method):
         model.neck = layout.neck
         model.classifier = None
         head = AcolHead(layout.channels, layout.width, num_classes, self.config.acol_threshold)
-        layout.init(head)
-        model.method_head = head
-        model.head_prefixes = layout.head_prefixes
-        return model
+        return attach_head(model, head, layout)
 
     def training_loss(self, model, batch, label_smoothing: float = 0.0):
         out = model(batch.images, batch.targets_a)

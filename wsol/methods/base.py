@@ -75,6 +75,15 @@ class Method:
         return model.cams(features, classes)
 
 
+def attach_head(model, head, layout):
+    """Give ``model`` a method's own head (see ``WSOLModel.method_head``), initialised as the
+    layout says, and the layout's learning-rate groups."""
+    layout.init(head)
+    model.method_head = head
+    model.head_prefixes = layout.head_prefixes
+    return model
+
+
 def register_method(cls: type[Method]) -> type[Method]:
     """Register a :class:`Method` subclass under its ``name``."""
     if cls.name in _REGISTRY:

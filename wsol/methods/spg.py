@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .acol import normalize_maps
-from .base import Method, register_method
+from .base import Method, attach_head, register_method
 
 IGNORE = 255.0  # the reference's mask value for pixels between the thresholds
 MIN_FOREGROUND = 30  # fewer foreground pixels than this: fall back to 0.7 x the maximum
@@ -132,11 +132,7 @@ class SPG(Method):
 
     def adapt_model(self, model):
         layout = model.prepare_spg()
-        head = SpgHead(layout)
-        layout.init(head)
-        model.method_head = head
-        model.head_prefixes = layout.head_prefixes
-        return model
+        return attach_head(model, SpgHead(layout), layout)
 
     def thresholds(self) -> tuple[tuple[float, float], ...]:
         c = self.config
