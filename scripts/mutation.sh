@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation testing of the core definitions (wsol/localize.py, _sweep.py, metrics.py, methods/,
+# Mutation testing of the core definitions (wsol/localize.py, _threshold_sweep.py, metrics.py, methods/,
 # cam.py) with mutmut; the modules and the tests it runs are set in pyproject.toml
 # [tool.mutmut]. Not part of CI: the whole run took 40 minutes (2,384 s) on 2 busy cores.
 # docs/testing.md records the last score and the equivalent mutants.

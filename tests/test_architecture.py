@@ -20,7 +20,7 @@ STAGES = [
         "mixing",
         "cam",
         "localize",
-        "_sweep",
+        "_threshold_sweep",
         "baselines",
     ],
     ["metrics"],

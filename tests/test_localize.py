@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from wsol._sweep import threshold_ious
+from wsol._threshold_sweep import threshold_ious
 from wsol.localize import (
     InvalidCAMError,
     box_iou,

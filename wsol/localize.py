@@ -18,7 +18,7 @@ The protocol, step by step (each step is a function here):
 GT boxes are scaled from the original image size to the evaluation size by :func:`resize_boxes`
 (the reference's ``resize_bbox``: ``int(x * new_w / w)``).
 
-This module is the readable reference path; :mod:`wsol._sweep` computes the same numbers much
+This module is the readable reference path; :mod:`wsol._threshold_sweep` computes the same numbers much
 faster and is tested against it.
 """
 
@@ -228,7 +228,7 @@ def boxes_from_scoremap(
     """Boxes at each threshold from one (H, W) score map in [0, 1]: one (K, 4) int array each.
 
     The straightforward per-threshold implementation of the reference (threshold, contours,
-    boundingRect), kept as the readable definition; see :func:`wsol._sweep.threshold_ious` for the
+    boundingRect), kept as the readable definition; see :func:`wsol._threshold_sweep.threshold_ious` for the
     fast one.
     """
     height, width = scoremap.shape

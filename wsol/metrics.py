@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import _sweep
+from . import _threshold_sweep
 from .data.records import DatasetSplit
 from .localize import (
     EVAL_SIZE,
@@ -212,7 +212,7 @@ class BoxAccumulator:
         for mode in CONTOUR_MODES:
             multi = mode == "multi"
             if self.engine == "fast":
-                ious = _sweep.threshold_ious(quantised, gts, thresholds, multi)
+                ious = _threshold_sweep.threshold_ious(quantised, gts, thresholds, multi)
             else:
                 ious = np.stack(
                     [
