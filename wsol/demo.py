@@ -168,7 +168,9 @@ def run_demo(
     print(f"[demo] comparing {', '.join(methods)} and the center baseline")
     written = compare_runs([*evals, baseline], out / "compare")
     first = {e.parent.name.rsplit("_seed", 1)[0]: e for e in reversed(evals)}
-    columns = [first[m] for m in methods]
+    # CutMix last: the "diff" selection shows where it gains and loses most against base
+    order = sorted(methods, key=lambda m: m == "cutmix")
+    columns = [first[m] for m in order]
     select = "diff" if len(columns) > 1 else "random"
     gallery = build_gallery(columns, out / "gallery", select=select, count=12)
     print((out / "compare" / "table.md").read_text())
