@@ -3,6 +3,7 @@ workers and with a killed one."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -94,10 +95,16 @@ def test_a_three_trial_sweep_on_sqlite_writes_its_outputs_and_continues(
     assert (out / "plots" / "optim.lr.png").is_file()
     assert "3/3 complete" in run.stdout
 
-    # the same command again: the study is complete, nothing more runs
-    again = subprocess.run(_sweep_cmd(synth_root, space, out, 3), capture_output=True,
-                           text=True, env=_env(), cwd=tmp_path)  # fmt: skip
-    assert again.returncode == 0 and len(pd.read_csv(out / "sweep.csv")) == 3
+    # the same command again: the study is complete, nothing more runs; --test-best trains the
+    # chosen config with a seed and evaluates it on test
+    again = subprocess.run([*_sweep_cmd(synth_root, space, out, 3), "--test-best", "1"],
+                           capture_output=True, text=True, env=_env(), cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0 and len(pd.read_csv(out / "sweep.csv")) == 3, again.stderr
+    tested = json.loads((out / "best" / "seed_0" / "eval_test" / "metrics.json").read_text())
+    assert tested["split"] == "test" and tested["context"]["seed"] == 0
+    trained = yaml.safe_load((out / "best" / "seed_0" / "config.yaml").read_text())
+    assert trained["optim"]["lr"] == best["optim.lr"]
+    assert "wsol compare" in again.stdout
     # another space in the same study is refused
     other = tmp_path / "other.yaml"
     other.write_text("optim.weight_decay: {type: float, low: 0.0001, high: 0.01, log: true}\n")

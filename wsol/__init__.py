@@ -4,7 +4,8 @@ The data flow one way through the package, and so do its imports (docs/architect
 records on disk (:mod:`wsol.data`) -> methods (:mod:`wsol.methods`) and models
 (:mod:`wsol.models`) -> CAMs (:mod:`wsol.cam`) -> boxes (:mod:`wsol.localize`) -> metrics
 (:mod:`wsol.metrics`) -> training and evaluation (:mod:`wsol.train`, :mod:`wsol.evaluate`) ->
-tables, curves and galleries (:mod:`wsol.report`, :mod:`wsol.gallery`) -> :mod:`wsol.cli`.
+tables, curves and galleries (:mod:`wsol.report`, :mod:`wsol.gallery`) and hyperparameter
+searches (:mod:`wsol.sweep`) -> :mod:`wsol.cli`.
 
 The public Python API is listed in ``__all__`` (docs/api.md has an example of each). Names are
 imported on first use, so that ``import wsol`` and the command line start fast.
@@ -41,6 +42,7 @@ _PUBLIC = {
     "read_imagenet_train": ("data", "read_imagenet_train"),
     "read_imagenet_val": ("data", "read_imagenet_val"),
     "read_wsol_metadata": ("data", "read_wsol_metadata"),
+    "run_sweep": ("sweep", "run_sweep"),
     "save_result": ("evaluate", "save_result"),
     "train": ("train", None),
 }
