@@ -60,6 +60,20 @@ def test_space_files_are_checked_with_file_and_line(tmp_path):
         assert read_space(shipped), shipped  # every shipped space is valid
 
 
+def test_a_trial_is_wsol_train_or_torchrun_and_a_retry_resumes(tmp_path):
+    from wsol.sweep import train_command
+
+    run = tmp_path / "trial_0003"
+    one = train_command(CONFIG, ["optim.lr=0.1"], run, nproc=1)
+    assert one[1:4] == ["-m", "wsol.cli", "train"] and "optim.lr=0.1" in one
+    many = train_command(CONFIG, ["optim.lr=0.1"], run, nproc=4)
+    assert many[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=4" in many
+    assert many[many.index("wsol.cli") + 1] == "train"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")
+    assert train_command(CONFIG, ["optim.lr=0.1"], run, 1)[3:6] == ["train", "--resume", "--out"]
+
+
 def test_overrides_read_back_exactly():
     from wsol.config import config_from_dict
     from wsol.sweep import override

@@ -312,7 +312,9 @@ class Sweep:
             raise optuna.TrialPruned("the study already has its trials")
         values = {d.key: d.suggest(trial) for d in self.space}
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
-        history = _retry_callback().retry_history(frozen)
+        with warnings.catch_warnings():  # "experimental" in Optuna 4.9 and 5
+            warnings.simplefilter("ignore")
+            history = _retry_callback().retry_history(frozen)
         origin = history[0] if history else trial.number
         run = self.out / "trials" / f"trial_{origin:04d}"
         trial.set_user_attr("run", str(run))
