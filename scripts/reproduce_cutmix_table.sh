@@ -89,5 +89,8 @@ for seed in $(seq 0 $((SEEDS - 1))); do
   fi
 done
 wsol compare "${EVALS[@]}" --out "$OUT"
+if [ -f "$OUT/table.csv" ]; then  # ours next to wsolevaluation's main table
+  "${PYTHON:-python}" "$(dirname "$0")/vs_reference.py" "$OUT/table.csv" --out "$OUT/vs_reference.md"
+fi
 wsol gallery "$RUNS/cub_resnet50_base_seed0" "$RUNS/cub_resnet50_cutmix_seed0" --out "$OUT/gallery_cub_resnet50" --select diff
-echo "table: $OUT/table.md   differences: $OUT/differences.csv   gallery: $OUT/gallery_cub_resnet50/index.html"
+echo "table: $OUT/table.md   next to the reference: $OUT/vs_reference.md   differences: $OUT/differences.csv   gallery: $OUT/gallery_cub_resnet50/index.html"
