@@ -229,3 +229,35 @@ def test_a_killed_worker_leaves_a_study_the_next_command_completes(synth_root, t
     assert retry["optim.lr"].iloc[0] == pytest.approx(failed["optim.lr"].iloc[0])
     log = pd.read_csv(first / "log.csv")
     assert list(log["epoch"]) == [1, 2, 3]  # resumed, not restarted: each epoch once
+
+
+def test_pruning_reports_each_evaluated_epoch_and_stops_a_poor_trial(tmp_path):
+    import optuna
+
+    from wsol.sweep import Sweep, open_study
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text(
+        "epoch,val_MaxBoxAccV2,val_PxAP\n1,40.0,\n2,,\n3,45.5,\n"  # epoch 2 not evaluated
+    )
+
+    class Trial:
+        reported: list = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return len(self.reported) == 2
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        sweep = Sweep(CONFIG, [], [], tmp_path, 3, "auto", poll=0.05)
+        with pytest.raises(optuna.TrialPruned, match="pruned at epoch 3"):
+            sweep._follow(Trial(), sleeper, run)
+        assert Trial.reported == [(1, 40.0), (3, 45.5)]
+    finally:
+        sleeper.kill()
+    study = open_study(f"sqlite:///{tmp_path / 's.db'}", "p", "random", 0, True, 60)
+    assert isinstance(study.pruner, optuna.pruners.MedianPruner)
