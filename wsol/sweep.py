@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import inspect
 import json
 import math
 import signal
@@ -169,12 +170,19 @@ def open_study(url: str, name: str, sampler: str, seed: int | None, prune: bool,
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # the retry callback's keyword since Optuna 4.9, and before it
+                params = inspect.signature(RDBStorage).parameters
+                keyword = (
+                    "heartbeat_stale_trial_callback"
+                    if "heartbeat_stale_trial_callback" in params
+                    else "failed_trial_callback"
+                )
                 storage = RDBStorage(
                     url,
                     engine_kwargs=engine,
                     heartbeat_interval=max(1, int(heartbeat)),
                     grace_period=max(2, int(3 * heartbeat)),
-                    failed_trial_callback=_retry_callback()(max_retry=3),
+                    **{keyword: _retry_callback()(max_retry=3)},
                 )
             break
         except ImportError as err:
