@@ -36,7 +36,7 @@ DEMO_RECIPE = {
         "crop_size": 64,
         "workers": 0,
     },
-    "model": {"name": "smallcnn", "pretrained": None},
+    "model": {"name": "smallcnn", "pretrained": None, "channels_last": True},
     "optim": {"lr": 0.05, "head_lr_mult": 1.0, "weight_decay": 0.0005, "scheduler": "cosine"},
     "epochs": 12,
     "batch_size": 32,
