@@ -39,6 +39,7 @@ DEMO_RECIPE = {
     "model": {"name": "smallcnn", "pretrained": None, "channels_last": True},
     "optim": {"lr": 0.05, "head_lr_mult": 1.0, "weight_decay": 0.0005, "scheduler": "cosine"},
     "epochs": 12,
+    "eval_every": 4,
     "batch_size": 32,
     "amp": "none",
     "cam_curve_interval": 0.01,
