@@ -116,6 +116,7 @@ def test_a_three_trial_sweep_on_sqlite_writes_its_outputs_and_continues(
     assert again.returncode == 0 and len(pd.read_csv(out / "sweep.csv")) == 3, again.stderr
     tested = json.loads((out / "best" / "seed_0" / "eval_test" / "metrics.json").read_text())
     assert tested["split"] == "test" and tested["context"]["seed"] == 0
+    assert tested["context"]["method"] == "base-swept"  # a row of its own in `wsol compare`
     trained = yaml.safe_load((out / "best" / "seed_0" / "config.yaml").read_text())
     assert trained["optim"]["lr"] == best["optim.lr"]
     assert "wsol compare" in again.stdout

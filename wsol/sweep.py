@@ -550,13 +550,15 @@ def evaluate_best(
     out: str | Path, seeds: list[int], nproc: int = 1, echo: bool = True
 ) -> list[Path]:
     """Train ``out/best.yaml`` once per seed (``out/best/seed_<s>``) and evaluate each on test
-    (``.../eval_test``); returns the evaluation folders, ready for ``wsol compare``."""
+    (``.../eval_test``, labelled ``<method>-swept``, so that ``wsol compare`` keeps them apart
+    from runs of the recipe's defaults); returns the evaluation folders."""
     from .evaluate import evaluate_checkpoint
 
     out = Path(out)
     best = out / "best.yaml"
     if not best.is_file():
         raise FileNotFoundError(f"{best} does not exist: the sweep has no complete trial yet")
+    label = f"{load_config(best).method.method}-swept"
     evals = []
     for seed in seeds:
         run = out / "best" / f"seed_{seed}"
@@ -569,8 +571,8 @@ def evaluate_best(
             if result.returncode != 0:
                 raise RuntimeError(f"training {run} failed (exit {result.returncode})")
         eval_dir = run / "eval_test"
-        if not (eval_dir / "metrics.json").is_file():
-            evaluate_checkpoint(run, eval_dir, progress=False, echo=False)
+        if not (eval_dir / "metrics.json").is_file():  # a row of its own in `wsol compare`
+            evaluate_checkpoint(run, eval_dir, progress=False, echo=False, label=label)
         evals.append(eval_dir)
     if echo:
         print(f"[sweep] compare them: wsol compare {' '.join(str(e) for e in evals)} --out ...")
