@@ -120,12 +120,15 @@ def test_a_three_trial_sweep_on_sqlite_writes_its_outputs_and_continues(
     trained = yaml.safe_load((out / "best" / "seed_0" / "config.yaml").read_text())
     assert trained["optim"]["lr"] == best["optim.lr"]
     assert "wsol compare" in again.stdout
-    # another space in the same study is refused
+    # another space in the same study is refused, before any trial runs
+    from wsol.sweep import run_sweep
+
     other = tmp_path / "other.yaml"
     other.write_text("optim.weight_decay: {type: float, low: 0.0001, high: 0.01, log: true}\n")
-    refused = subprocess.run(_sweep_cmd(synth_root, other, out, 4), capture_output=True,
-                             text=True, env=_env(), cwd=tmp_path)  # fmt: skip
-    assert refused.returncode != 0 and "another config, overrides or space" in refused.stderr
+    overrides = _sweep_cmd(synth_root, other, out, 4)[5:-6]
+    with pytest.raises(ValueError, match="another config, overrides or space"):
+        run_sweep(CONFIG, overrides, other, 4, out, echo=False)
+    assert len(pd.read_csv(out / "sweep.csv")) == 3
 
 
 def _two_workers(root, space, out, trials, *extra) -> None:
@@ -153,8 +156,8 @@ def _complete_trials(out: Path) -> pd.DataFrame:
 
 def test_two_workers_on_one_storage_complete_exactly_the_trials(synth_root, tmp_path, space):
     out = tmp_path / "shared"
-    _two_workers(synth_root, space, out, 3)
-    assert len(_complete_trials(out)) == 3
+    _two_workers(synth_root, space, out, 2)
+    assert len(_complete_trials(out)) == 2
 
 
 def _postgres_binaries() -> Path | None:
@@ -200,15 +203,15 @@ def postgres():
 
 def test_two_workers_share_a_postgresql_study(synth_root, tmp_path, space, postgres):
     out = tmp_path / "pg_sweep"
-    _two_workers(synth_root, space, out, 3, "--storage", postgres, "--study", "pg-test")
-    assert len(_complete_trials(out)) == 3
+    _two_workers(synth_root, space, out, 2, "--storage", postgres, "--study", "pg-test")
+    assert len(_complete_trials(out)) == 2
     assert not (out / "study.db").exists()  # the study lives in the server
 
 
 def test_a_killed_worker_leaves_a_study_the_next_command_completes(synth_root, tmp_path, space):
     out = tmp_path / "killed"
     cmd = [*_sweep_cmd(synth_root, space, out, 2), "--heartbeat", "1"]
-    cmd[cmd.index("epochs=1")] = "epochs=3"
+    cmd[cmd.index("epochs=1")] = "epochs=2"
     worker = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "trials" / "trial_0000"
     deadline = time.time() + 120
@@ -229,7 +232,7 @@ def test_a_killed_worker_leaves_a_study_the_next_command_completes(synth_root, t
     assert len(retry) == 1 and retry["run"].iloc[0] == str(first)  # resumed in its own folder
     assert retry["optim.lr"].iloc[0] == pytest.approx(failed["optim.lr"].iloc[0])
     log = pd.read_csv(first / "log.csv")
-    assert list(log["epoch"]) == [1, 2, 3]  # resumed, not restarted: each epoch once
+    assert list(log["epoch"]) == [1, 2]  # resumed, not restarted: each epoch once
 
 
 def test_pruning_reports_each_evaluated_epoch_and_stops_a_poor_trial(tmp_path):

@@ -278,7 +278,7 @@ def test_a_run_keeps_train_log_and_tensorboard_events(synth_root, tmp_path, caps
 
     run = tmp_path / "run"
     config = Path(__file__).parent.parent / "configs" / "synth_smallcnn_base.yaml"
-    overrides = cpu_run(synth_root, **{"data.val_per_class": 2, "epochs": 2})
+    overrides = cpu_run(synth_root, **{"data.val_per_class": 2, "epochs": 2, "eval_every": 1})
     assert main(["train", str(config), *overrides, "--out", str(run), "--quiet"]) == 0
     printed = capsys.readouterr().out
     log = (run / "train.log").read_text()

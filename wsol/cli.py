@@ -799,6 +799,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"\nwsol: interrupted{hint}", file=sys.stderr)
         return 130
+    finally:
+        _close_distributed()
+
+
+def _close_distributed() -> None:
+    """End a torchrun process group before the interpreter exits: gloo's threads, left to the
+    exit, can abort a process that finished its work (std::terminate, exit code -6)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _sentence(err: BaseException) -> str:
