@@ -211,7 +211,7 @@ def test_two_workers_share_a_postgresql_study(synth_root, tmp_path, space, postg
 def test_a_killed_worker_leaves_a_study_the_next_command_completes(synth_root, tmp_path, space):
     out = tmp_path / "killed"
     cmd = [*_sweep_cmd(synth_root, space, out, 2), "--heartbeat", "1"]
-    cmd[cmd.index("epochs=1")] = "epochs=2"
+    cmd[cmd.index("epochs=1")] = "epochs=3"
     worker = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "trials" / "trial_0000"
     deadline = time.time() + 120
@@ -232,7 +232,7 @@ def test_a_killed_worker_leaves_a_study_the_next_command_completes(synth_root, t
     assert len(retry) == 1 and retry["run"].iloc[0] == str(first)  # resumed in its own folder
     assert retry["optim.lr"].iloc[0] == pytest.approx(failed["optim.lr"].iloc[0])
     log = pd.read_csv(first / "log.csv")
-    assert list(log["epoch"]) == [1, 2]  # resumed, not restarted: each epoch once
+    assert list(log["epoch"]) == [1, 2, 3]  # resumed, not restarted: each epoch once
 
 
 def test_pruning_reports_each_evaluated_epoch_and_stops_a_poor_trial(tmp_path):
