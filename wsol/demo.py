@@ -130,7 +130,7 @@ def run_demo(
     from .evaluate import evaluate_checkpoint
     from .gallery import build_gallery
     from .report import answer_sentences, compare_runs
-    from .runtime import load_checkpoint
+    from .runtime import run_finished
     from .train import train
 
     methods = check_methods(methods)
@@ -146,10 +146,7 @@ def run_demo(
         for method in methods:
             run = out / "runs" / f"{method}_seed{seed}"
             cfg = demo_config(data, method, seed, epochs, val_per_class)
-            done = (run / "last.pt").is_file() and load_checkpoint(run / "last.pt")[
-                "epoch"
-            ] + 1 >= cfg.epochs
-            if not done:
+            if not run_finished(run, cfg.epochs):
                 print(f"[demo] training {method} (seed {seed}) -> {run}")
                 train(cfg, run, resume=(run / "last.pt").is_file(), progress=progress)
             eval_dir = run / "eval_test"

@@ -304,6 +304,18 @@ def _check_best_is_current(file: Path, ckpt: dict) -> None:
         )
 
 
+def run_finished(run: str | Path, epochs: int | None = None) -> bool:
+    """Whether the run folder's last.pt has trained ``epochs`` epochs (default: its own
+    config's); False without a last.pt."""
+    last = Path(run) / "last.pt"
+    if not last.is_file():
+        return False
+    ckpt = load_checkpoint(last)
+    if epochs is None:
+        epochs = int(ckpt.get("config", {}).get("epochs", 0) or 0)
+    return ckpt["epoch"] + 1 >= epochs
+
+
 def load_checkpoint_model(
     path: str | Path, device: torch.device | str = "cpu", which: str = "last"
 ):

@@ -553,6 +553,7 @@ def evaluate_best(
     (``.../eval_test``, labelled ``<method>-swept``, so that ``wsol compare`` keeps them apart
     from runs of the recipe's defaults); returns the evaluation folders."""
     from .evaluate import evaluate_checkpoint
+    from .runtime import run_finished
 
     out = Path(out)
     best = out / "best.yaml"
@@ -562,8 +563,7 @@ def evaluate_best(
     evals = []
     for seed in seeds:
         run = out / "best" / f"seed_{seed}"
-        done = (run / "last.pt").is_file() and _finished(run)
-        if not done:
+        if not run_finished(run):
             if echo:
                 print(f"[sweep] training the chosen config with seed {seed} -> {run}", flush=True)
             command = train_command(best, [f"seed={seed}"], run, nproc)
@@ -577,13 +577,6 @@ def evaluate_best(
     if echo:
         print(f"[sweep] compare them: wsol compare {' '.join(str(e) for e in evals)} --out ...")
     return evals
-
-
-def _finished(run: Path) -> bool:
-    from .runtime import load_checkpoint
-
-    ckpt = load_checkpoint(run / "last.pt")
-    return ckpt["epoch"] + 1 >= int(ckpt.get("config", {}).get("epochs", 0) or 0)
 
 
 __all__ = [
