@@ -338,3 +338,23 @@ def test_center_baseline_and_cam_folders_evaluate_against_a_data_root(synth_root
     assert a["context"]["data"] == str(synth_root.resolve()) and a["split"] == "test"
     rows = (tmp_path / "center" / "per_image.csv").read_text().splitlines()
     assert len(rows) == len(ids) + 1
+
+
+def test_acol_cams_reuse_branch_a_of_the_same_forward_pass():
+    # evaluation reads logits and CAMs from one forward pass: branch A runs once per batch
+    from wsol.methods import AcolHead
+
+    torch.manual_seed(3)
+    head = AcolHead(channels=3, width=4, num_classes=2, threshold=0.6).eval()
+    features, classes = torch.rand(2, 3, 5, 5), torch.tensor([1, 0])
+    calls = []
+    head.branch_a.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        fresh = head.cams(features, classes)  # no forward before: A runs here
+        head(None, features)
+        reused = head.cams(features, classes)
+        head(None, features)
+        other = head.cams(features.clone(), classes)  # other features: A runs again
+    assert len(calls) == 4
+    torch.testing.assert_close(reused, fresh)
+    torch.testing.assert_close(other, fresh)

@@ -62,23 +62,32 @@ class AcolHead(nn.Module):
         self.threshold = threshold
         self.branch_a = _branch(channels, width, num_classes)
         self.branch_b = _branch(channels, width, num_classes)
+        # (features, class maps A) of the last forward without labels and without gradients:
+        # the CAM reading of the same features (evaluation) reuses them instead of running
+        # branch A a second time
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def maps(self, features: torch.Tensor, classes: torch.Tensor):
+    def maps(self, features: torch.Tensor, classes: torch.Tensor, maps_a=None):
         """(class maps A, class maps B): B reads ``features`` erased where A's normalised map of
-        ``classes`` reaches the threshold."""
-        maps_a = self.branch_a(features)
+        ``classes`` reaches the threshold (``maps_a``: A's maps of ``features``, if known)."""
+        if maps_a is None:
+            maps_a = self.branch_a(features)
         attention = normalize_maps(class_maps(maps_a.detach(), classes))
         return maps_a, self.branch_b(erase(features, attention, self.threshold))
 
     def forward(self, model, features: torch.Tensor, targets: torch.Tensor | None = None) -> dict:
         if targets is None:
-            return {"logits": self.branch_a(features).mean(dim=(2, 3))}
+            maps_a = self.branch_a(features)
+            self._last = None if torch.is_grad_enabled() else (features, maps_a)
+            return {"logits": maps_a.mean(dim=(2, 3))}
         maps_a, maps_b = self.maps(features, targets)
         return {"logits": maps_a.mean(dim=(2, 3)), "logits_b": maps_b.mean(dim=(2, 3))}
 
     def cams(self, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """max(normalised A, normalised B) of ``classes``: (B, h, w)."""
-        maps_a, maps_b = self.maps(features, classes)
+        last, self._last = self._last, None
+        known = last[1] if last is not None and last[0] is features else None
+        maps_a, maps_b = self.maps(features, classes, known)
         a = normalize_maps(class_maps(maps_a, classes))
         b = normalize_maps(class_maps(maps_b, classes))
         return torch.maximum(a, b).squeeze(1)
