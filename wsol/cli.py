@@ -11,7 +11,7 @@ from pathlib import Path
 
 # ---------------------------------------------------------------- data
 def cmd_data_synth(args: argparse.Namespace) -> int:
-    from .data.synth import SynthSpec, make_synthetic
+    from .data.synth import SynthSpec, make_synthetic, make_synthetic_openimages
 
     spec = SynthSpec(
         classes=args.classes,
@@ -21,6 +21,18 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         image_format=args.format,
     )
+    if args.layout == "openimages":
+        roots = make_synthetic_openimages(args.out, spec, args.val, progress=not args.quiet)
+        print(
+            f"wrote {spec.train + spec.test + args.val * spec.classes} images ({spec.train} "
+            f"train, {args.val} val per class, {spec.test} test, {spec.classes} classes) in "
+            f"wsolevaluation's OpenImages layout to {args.out}"
+        )
+        print(
+            f"  data.format=wsol data.root={roots['root']} data.masks={roots['masks']} "
+            f"data.metadata={roots['metadata']}"
+        )
+        return 0
     split = make_synthetic(args.out, spec, progress=not args.quiet)
     print(
         f"wrote {len(split)} images ({spec.train} train, {spec.test} test, {spec.classes} classes) to {args.out}"
@@ -401,8 +413,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- parser
 def _add_data_synth(sub) -> None:
-    p = sub.add_parser("synth", help="write the synthetic WSOL data set in the CUB-200-2011 layout")
-    p.add_argument("out", type=Path, help="output folder (a CUB root)")
+    p = sub.add_parser(
+        "synth",
+        help="write the synthetic WSOL data set (CUB-200-2011 layout, or OpenImages with masks)",
+    )
+    p.add_argument("out", type=Path, help="output folder (a CUB root, or the OpenImages layout's)")
+    p.add_argument(
+        "--layout",
+        choices=("cub", "openimages"),
+        default="cub",
+        help="cub (default: images, boxes and segmentations as CUB-200-2011) or openimages "
+        "(wsolevaluation's OpenImages layout: instance and ignore masks, no boxes)",
+    )
+    p.add_argument(
+        "--val",
+        type=int,
+        default=25,
+        help="openimages: val (train-fullsup) images per class (default 25, as the reference's)",
+    )
     p.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
     p.add_argument("--train", type=int, default=1000, help="training images (default 1000)")
     p.add_argument("--test", type=int, default=500, help="test images (default 500)")

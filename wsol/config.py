@@ -30,7 +30,10 @@ class DataConfig:
     ``test`` the official test split, and there is no ``val`` unless ``val_per_class`` > 0 holds
     that many training images per class out of ``train``) or ``imagenet`` (``root`` with train/
     and val/; ``annotations``: val XML folder or LOC_val_solution.csv; val and test are both
-    ILSVRC val unless ``metadata`` is given).
+    ILSVRC val unless ``metadata`` is given). With ``metadata``, ``val_per_class`` keeps that
+    many val images per class as the reference's ``num_val_sample_per_class`` (OpenImages: 5 of
+    its 25) and ``proxy_train`` trains on ``train/image_ids_proxy.txt`` (the reference's
+    ``proxy_training_set``, ILSVRC).
     """
 
     format: str = "cub"
@@ -38,7 +41,13 @@ class DataConfig:
     metadata: str | None = None
     masks: str | None = None
     annotations: str | None = None
-    val_per_class: int = 0  # cub only: > 0 holds this many training images per class out as val
+    # cub: > 0 holds this many training images per class out as val; wsol / imagenet with
+    # metadata: > 0 keeps this many of the val split's images per class, chosen with the run's
+    # seed as the reference's num_val_sample_per_class (OpenImages: 5 of 25)
+    val_per_class: int = 0
+    proxy_train: bool = (
+        False  # train on train/image_ids_proxy.txt (the reference's proxy_training_set)
+    )
     resize_size: int = 256  # train: resize to this square, then random crop
     crop_size: int = 224  # train crop; val/test: resize straight to this square
     workers: int = 4
@@ -199,6 +208,11 @@ _CHECKS = (
         (f"method.spg_threshold_{k}{hl}", _unit(f"spg_threshold_{k}{hl}"), "in [0, 1]")
         for k in (1, 2, 3)
         for hl in "hl"
+    ),
+    (
+        "method.fsl_target",
+        lambda c: c.method.fsl_target in ("auto", "boxes", "masks"),
+        "auto, boxes or masks",
     ),
     ("epochs", lambda c: c.epochs >= 1, ">= 1"),
     ("batch_size", lambda c: c.batch_size >= 1, ">= 1"),

@@ -387,7 +387,7 @@ def evaluate_checkpoint(
     if val_threshold:
         val = evaluate_model(
             model,
-            load_split(cfg.data, "val"),
+            load_split(cfg.data, "val", cfg.seed),
             protocol,
             amp_dtype=dtype,
             per_image=False,

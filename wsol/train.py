@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from .config import RUN_ONLY_KEYS, TrainConfig, config_to_dict, flatten, save_config
-from .data.dataset import RecordDataset, collate_skipping, train_transform
+from .data.dataset import LocalizationDataset, RecordDataset, collate_skipping, train_transform
 from .data.splits import NoValSplit, load_split, val_is_test, val_source
 from .methods import Method, MethodConfig, create_method
 from .models import create_model
@@ -131,8 +131,7 @@ def train_step(
     else:
         loss.backward()
         optimizer.step()
-    correct = (logits.detach().argmax(dim=1) == batch.targets_a).sum()
-    return loss.detach(), correct
+    return loss.detach(), method.correct(logits, batch)
 
 
 def repair_best(out: Path, ckpt: dict) -> None:
@@ -222,7 +221,7 @@ def train_one_epoch(
         len(loader) if cfg.max_steps_per_epoch <= 0 else min(len(loader), cfg.max_steps_per_epoch)
     )
     loss_sum = torch.zeros((), device=d.device)
-    correct_sum = torch.zeros((), device=d.device, dtype=torch.long)
+    correct_sum = torch.zeros((), device=d.device, dtype=torch.float64)
     seen = skipped = 0
     t0 = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, unit="batch", disable=not (progress and d.main))
@@ -357,18 +356,44 @@ class TrainState:
         }
 
 
-def _load_splits(cfg: TrainConfig):
-    """(train, val or None): the data first, so a missing path fails before any work."""
-    train_split = load_split(cfg.data, "train")
-    try:
-        val_split = load_split(cfg.data, "val")
-    except NoValSplit:
+def _load_splits(cfg: TrainConfig, method: Method):
+    """(train, val or None): the data first, so a missing path fails before any work. A method
+    that trains on the fully supervised val split (the FSL baseline) gets it as its training
+    split, and no val split (it would choose on its own training images)."""
+    if method.train_split == "val":
+        try:
+            train_split = load_split(cfg.data, "val", cfg.seed)
+        except NoValSplit as err:
+            raise ValueError(
+                f"method {cfg.method.method} trains on the fully supervised val split, and "
+                f"there is none: {err}"
+            ) from None
+        _check_localization(train_split, cfg)
         val_split = None
+    else:
+        train_split = load_split(cfg.data, "train", cfg.seed)
+        try:
+            val_split = load_split(cfg.data, "val", cfg.seed)
+        except NoValSplit:
+            val_split = None
     if not train_split.records:
-        raise ValueError(f"the train split of {cfg.data.root} is empty")
+        raise ValueError(f"the {method.train_split} split of {cfg.data.root} is empty")
     _check_labels(train_split)
     _check_select_metric(cfg, val_split)
     return train_split, val_split
+
+
+def _check_localization(split, cfg: TrainConfig) -> None:
+    """Every training image of a mask-trained method has what its target is made of."""
+    source = cfg.method.fsl_target
+    what = {"boxes": "box", "masks": "mask"}.get(source, "box or mask")
+    for r in split.records:
+        has = {"boxes": bool(r.boxes), "masks": bool(r.mask_paths)}
+        if not has.get(source, has["boxes"] or has["masks"]):
+            raise ValueError(
+                f"method {cfg.method.method} trains on the {split.split} split's localization "
+                f"(method.fsl_target {source}), and image {r.image_id} has no {what}"
+            )
 
 
 def _check_labels(split) -> None:
@@ -402,8 +427,9 @@ def train(
     """
     run = RunDir(out_dir)
     d = setup_distributed(cfg.device, cfg.dist_timeout)
-    train_split, val_split = _load_splits(cfg)
-    splits = split_record(cfg, train_split, val_split)
+    method = create_method(cfg.method)
+    train_split, val_split = _load_splits(cfg, method)
+    splits = split_record(cfg, train_split, val_split, method)
     last = None  # the checkpoint a resume continues from, read once
     if resume:
         if not run.checkpoint("last").is_file():
@@ -412,7 +438,6 @@ def train(
     changes = resume_changes(run.path, cfg, last) if resume else []
 
     seed_everything(epoch_seed(cfg.seed, -1, 0))  # the same initial weights on every rank
-    method = create_method(cfg.method)
     model = method.adapt_model(
         create_model(
             cfg.model.name,
@@ -452,7 +477,8 @@ def train(
             f"{'resumed after epoch ' + str(state.epoch + 1) if resume else 'started'}: "
             f"{cfg.model.name}, {cfg.method.method}, {cfg.epochs} epochs, seed {cfg.seed}"
         )
-        log.line(f"train: {splits['train_images']} images | val: {splits['val']}")
+        trained_on = "" if method.train_split == "train" else f" of the {method.train_split} split"
+        log.line(f"train: {splits['train_images']} images{trained_on} | val: {splits['val']}")
         if splits["val_is_test"]:
             log.line("val is the test split: no best.pt is kept (it would choose on test)")
         overlay = (
@@ -466,11 +492,20 @@ def train(
             train_model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[d.local_rank] if d.device.type == "cuda" else None
             )
-        dataset = RecordDataset(
-            train_split,
-            train_transform(cfg.data.resize_size, cfg.data.crop_size),
-            cfg.data.skip_bad_images,
-        )
+        if method.trains_on_masks:
+            dataset = LocalizationDataset(
+                train_split,
+                cfg.data.resize_size,
+                cfg.data.crop_size,
+                cfg.method.fsl_target,
+                cfg.data.skip_bad_images,
+            )
+        else:
+            dataset = RecordDataset(
+                train_split,
+                train_transform(cfg.data.resize_size, cfg.data.crop_size),
+                cfg.data.skip_bad_images,
+            )
         extra = {
             "config": config_to_dict(cfg),
             "num_classes": train_split.num_classes,
@@ -592,11 +627,19 @@ def record_changes(out: Path, epoch: int, changes: list[dict]) -> None:
     atomic_write_text(path, yaml.safe_dump(history, sort_keys=False))
 
 
-def split_record(cfg: TrainConfig, train_split, val_split) -> dict:
+def split_record(cfg: TrainConfig, train_split, val_split, method: Method | None = None) -> dict:
     """What a run trained on and chose on: saved as ``RUN/splits.yaml`` and in checkpoints."""
+    trained_on = method.train_split if method is not None else "train"
     return {
+        "train_split": trained_on,
         "train_images": len(train_split),
-        "val": val_source(cfg.data) if val_split is not None else "none",
+        "val": (
+            val_source(cfg.data)
+            if val_split is not None
+            else f"none (it trains on the {trained_on} split)"
+            if trained_on == "val"
+            else "none"
+        ),
         "val_images": len(val_split) if val_split is not None else 0,
         "val_is_test": val_split is not None and val_is_test(cfg.data),
     }

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .records import DatasetSplit
@@ -87,11 +88,11 @@ class RecordDataset(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, index: int):
-        record = self.split.records[index]
+    def _read(self, record) -> Image.Image | None:
+        """The record's image as RGB (None if unreadable and ``skip_bad``)."""
         try:
             with Image.open(record.path) as im:
-                image = to_rgb(im)
+                return to_rgb(im)
         except Exception as err:  # noqa: BLE001 - PIL raises many kinds for broken files
             if self.skip_bad:
                 return None
@@ -99,6 +100,12 @@ class RecordDataset(Dataset):
                 f"cannot read image {record.path} ({record.image_id}): {err}; "
                 "--skip-bad-images (data.skip_bad_images=true) skips unreadable images"
             ) from err
+
+    def __getitem__(self, index: int):
+        record = self.split.records[index]
+        image = self._read(record)
+        if image is None:
+            return None
         if self.check_size and record.size is not None and tuple(record.size) != image.size:
             w, h = record.size
             raise ImageSizeError(
@@ -109,14 +116,100 @@ class RecordDataset(Dataset):
         return self.transform(image), record.label, index
 
 
+#: target value of a pixel that a localization target leaves out (OpenImages' ignore regions)
+IGNORE = 255
+
+
+def localization_target(record, size: tuple[int, int], source: str = "auto") -> np.ndarray:
+    """(H, W) uint8 foreground target of ``record`` at ``size`` = (W, H), the image's own size:
+    1 inside the object, 0 outside, ``IGNORE`` in its ignore region minus the object.
+
+    ``source``: ``boxes`` (every box filled in, inclusive pixel corners as the reference's
+    boxes), ``masks`` (the union of the instance masks, read as the evaluator reads them: any
+    non-zero grey value, nearest-resized to the image) or ``auto`` (boxes when the record has
+    any, else masks)."""
+    w, h = size
+    if source == "auto":
+        source = "boxes" if record.boxes else "masks"
+    out = np.zeros((h, w), dtype=np.uint8)
+    if source == "boxes":
+        if not record.boxes:
+            raise ValueError(f"image {record.image_id} has no box to make a training target of")
+        for x0, y0, x1, y1 in record.boxes:
+            c0, r0 = max(0, int(round(x0))), max(0, int(round(y0)))
+            out[r0 : int(round(y1)) + 1, c0 : int(round(x1)) + 1] = 1
+        return out
+    if source != "masks":
+        raise ValueError(f"source must be auto, boxes or masks, not {source!r}")
+    if not record.mask_paths:
+        raise ValueError(f"image {record.image_id} has no mask to make a training target of")
+
+    def read(path) -> np.ndarray:
+        with Image.open(path) as im:
+            grey = im.convert("L")
+            if grey.size != (w, h):
+                grey = grey.resize((w, h), Image.NEAREST)
+            return np.asarray(grey) > 0
+
+    fg = np.zeros((h, w), dtype=bool)
+    for path in record.mask_paths:
+        fg |= read(path)
+    out[fg] = 1
+    if record.ignore_path is not None:
+        out[read(record.ignore_path) & ~fg] = IGNORE
+    return out
+
+
+class LocalizationDataset(RecordDataset):
+    """(image tensor, (H, W) uint8 localization target, index) for each record: the training
+    data of the FSL baseline. The image goes through the training transform's steps (resize,
+    random crop, flip: the same pixels as :func:`train_transform`), the target through the same
+    geometry (nearest resize)."""
+
+    def __init__(
+        self,
+        split: DatasetSplit,
+        resize_size: int,
+        crop_size: int,
+        source: str = "auto",
+        skip_bad: bool = False,
+    ):
+        super().__init__(split, None, skip_bad)
+        self.source = source
+        self.geometry = v2.Compose(
+            [
+                v2.Resize((resize_size, resize_size), antialias=True),
+                v2.RandomCrop(crop_size),
+                v2.RandomHorizontalFlip(),
+            ]
+        )
+        self.finish = v2.Compose(
+            [v2.ToImage(), v2.Lambda(to_unit_float), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        )
+
+    def __getitem__(self, index: int):
+        record = self.split.records[index]
+        image = self._read(record)
+        if image is None:
+            return None
+        target = tv_tensors.Mask(
+            torch.from_numpy(localization_target(record, image.size, self.source))
+        )
+        image, target = self.geometry(image, target)
+        return self.finish(image), target.as_subclass(torch.Tensor), index
+
+
 def collate_skipping(batch):
-    """Default collation after dropping skipped (None) samples; returns (images, labels,
-    indices, number skipped)."""
+    """Default collation after dropping skipped (None) samples; returns (images, labels or
+    stacked localization targets, indices, number skipped)."""
     kept = [b for b in batch if b is not None]
     skipped = len(batch) - len(kept)
     if not kept:
         return None, None, None, skipped
     images = torch.stack([b[0] for b in kept])
-    labels = torch.tensor([b[1] for b in kept], dtype=torch.long)
+    if isinstance(kept[0][1], torch.Tensor):
+        labels = torch.stack([b[1] for b in kept])
+    else:
+        labels = torch.tensor([b[1] for b in kept], dtype=torch.long)
     indices = torch.tensor([b[2] for b in kept], dtype=torch.long)
     return images, labels, indices, skipped

@@ -7,7 +7,14 @@ from pathlib import Path
 from .cub import read_cub
 from .imagenet import read_imagenet_train, read_imagenet_val, read_wnids
 from .records import DatasetSplit
-from .wsolmeta import read_class_names, read_wsol_metadata, split_train_val
+from .wsolmeta import (
+    cap_per_class,
+    keep_ids,
+    read_class_names,
+    read_proxy_ids,
+    read_wsol_metadata,
+    split_train_val,
+)
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -28,7 +35,12 @@ def val_source(data) -> str:
     if data.metadata:
         if not (Path(data.metadata) / "val").is_dir():
             return "none (no val/ beside the metadata)"
-        return f"metadata: {Path(data.metadata) / 'val'}"
+        cap = (
+            f", {data.val_per_class} images per class (the reference's num_val_sample_per_class)"
+            if data.val_per_class > 0
+            else ""
+        )
+        return f"metadata: {Path(data.metadata) / 'val'}{cap}"
     if data.format == "imagenet":
         return f"the test split (ILSVRC val of {data.root}: no separate val metadata)"
     return "none"
@@ -46,11 +58,27 @@ def val_is_test(data) -> bool:
     return False
 
 
-def load_split(data, split: str) -> DatasetSplit:
+def load_split(data, split: str, seed: int = 0) -> DatasetSplit:
     """One split (train, val or test) as the data config describes it (see ``DataConfig``).
 
+    ``seed``: the run's seed, which chooses the val images kept by ``data.val_per_class`` in the
+    metadata layouts, as the reference's seed does (:func:`~wsol.data.wsolmeta.cap_per_class`).
     Fails with FileNotFoundError before any work if a path is missing.
     """
+    out = _load_split(data, split)
+    if data.format == "cub":
+        return out
+    if split == "val" and data.val_per_class > 0:
+        out = cap_per_class(out, data.val_per_class, seed)
+    if split == "train" and getattr(data, "proxy_train", False):
+        if not data.metadata:
+            raise ValueError("data.proxy_train needs data.metadata (its train/image_ids_proxy.txt)")
+        meta = Path(data.metadata) / "train"
+        out = keep_ids(out, read_proxy_ids(meta), meta / "image_ids_proxy.txt")
+    return out
+
+
+def _load_split(data, split: str) -> DatasetSplit:
     if split not in SPLIT_NAMES:
         raise ValueError(f"split must be one of {SPLIT_NAMES}, not {split!r}")
     root = Path(data.root) if data.root else None

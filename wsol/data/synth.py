@@ -15,6 +15,12 @@ Objects vary in position, rotation, shape (super-ellipse exponent), aspect ratio
 10% to 70% of the image area); images vary in size (``size`` to ``1.25 * size`` per side).
 Everything is drawn from a generator seeded by (seed, image index): the output is a pure function
 of the arguments.
+
+:func:`make_synthetic_openimages` writes the same kind of images in wsolevaluation's OpenImages
+layout instead: images under ``OpenImages/{train,val,test}/<class>/``, instance masks and ignore
+masks under ``masks/OpenImages/{val,test}/<class>/`` and the metadata (mask paths in
+``localization.txt``, no boxes, no sizes) under ``metadata/OpenImages/{train,val,test}/``, so
+that PxAP and the OpenImages recipes run end to end.
 """
 
 from __future__ import annotations
@@ -146,6 +152,83 @@ def tight_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the first and last foreground column and row (inclusive pixels)."""
     ys, xs = np.nonzero(mask)
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def ignore_band(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """The pixels within ``width`` of the object's outline (dilated minus eroded): an ignore
+    region like OpenImages' uncertain object borders."""
+    import cv2
+
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    m = mask.astype(np.uint8)
+    return (cv2.dilate(m, kernel) > 0) & ~(cv2.erode(m, kernel) > 0)
+
+
+def make_synthetic_openimages(
+    out: str | Path, spec: SynthSpec | None = None, val: int = 25, progress: bool = True
+) -> dict[str, Path]:
+    """Write the synthetic set in wsolevaluation's OpenImages layout under ``out``: ``spec.train``
+    training and ``spec.test`` test images, and ``val`` val (train-fullsup) images per class (the
+    reference's OpenImages val holds 25 per class and trains with 5 of them).
+
+    Returns the roots a config needs: ``root`` (``out/OpenImages``), ``masks``
+    (``out/masks/OpenImages``) and ``metadata`` (``out/metadata/OpenImages``). Each val and
+    test image has one instance mask (0 or 255) and an ignore mask (a band along the object's
+    outline), whose path stands on the image's first localization line, as the reference's.
+    """
+    spec = spec or SynthSpec()
+    if spec.image_format not in ("jpg", "png"):
+        raise ValueError("image_format must be jpg or png")
+    out = Path(out)
+    roots = {
+        "root": out / "OpenImages",
+        "masks": out / "masks" / "OpenImages",
+        "metadata": out / "metadata" / "OpenImages",
+    }
+    names = [f"synth{k:03d}" for k in range(spec.classes)]
+    counts = {"train": spec.train, "val": val * spec.classes, "test": spec.test}
+    total = sum(counts.values())
+    bar = tqdm(total=total, desc="synth", unit="img", disable=not progress)
+    index = 0
+    for split, count in counts.items():
+        ids, labels, localization = [], [], []
+        for _ in range(count):
+            label = index % spec.classes
+            image, mask = render_example(index, label, spec)
+            stem = f"{split}/{names[label]}/{index:06d}"
+            image_id = f"{stem}.{spec.image_format}"
+            path = roots["root"] / image_id
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pil = Image.fromarray(image)
+            pil.save(path, quality=92) if spec.image_format == "jpg" else pil.save(path)
+            ids.append(image_id)
+            labels.append(f"{image_id},{label}")
+            if split != "train":
+                mask_id, ignore_id = f"{stem}_m{names[label]}_0.png", f"{stem}_ignore.png"
+                (roots["masks"] / mask_id).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask.astype(np.uint8) * 255).save(roots["masks"] / mask_id)
+                band = ignore_band(mask).astype(np.uint8) * 255
+                Image.fromarray(band).save(roots["masks"] / ignore_id)
+                localization.append(f"{image_id},{mask_id},{ignore_id}")
+            index += 1
+            bar.update()
+        meta = roots["metadata"] / split
+        meta.mkdir(parents=True, exist_ok=True)
+        files = {"image_ids.txt": ids, "class_labels.txt": labels}
+        if localization:
+            files["localization.txt"] = localization
+        for name, rows in files.items():
+            (meta / name).write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+    bar.close()
+    (roots["metadata"] / "class_names.txt").write_text(
+        "".join(n + "\n" for n in names), encoding="utf-8"
+    )
+    (out / "synth.json").write_text(
+        json.dumps({**asdict(spec), "layout": "openimages", "val_per_class": val}, indent=2)
+        + "\n",
+        encoding="utf-8",
+    )
+    return roots
 
 
 def make_synthetic(

@@ -312,6 +312,67 @@ def split_train_val(
     return part("train", train), part("val", val)
 
 
+def cap_per_class(split: DatasetSplit, per_class: int, seed: int) -> DatasetSplit:
+    """``per_class`` images of each class of ``split``, chosen as wsolevaluation chooses its val
+    images (``data_loaders.py``, ``WSOLImageLabelDataset._adjust_samples_per_class``, with
+    ``num_val_sample_per_class``): NumPy's legacy generator seeded with the run's seed
+    (``main.py``'s ``set_random_seed``, nothing drawn before), then for each label in increasing
+    order ``choice(indices of that label in image_ids.txt order, per_class, replace=False)``;
+    the kept images in that (label, draw) order. OpenImages' val holds 25 images per class and
+    the reference keeps 5 of them.
+
+    Raises ValueError when a class has fewer than ``per_class`` images (the reference's
+    ``np.random.choice`` fails there too)."""
+    import numpy as np
+
+    labels = np.array([r.label for r in split.records])
+    rng = np.random.RandomState(seed)
+    kept: list[ImageRecord] = []
+    short = []
+    for label in np.unique(labels):
+        indices = np.where(labels == label)[0]
+        if len(indices) < per_class:
+            short.append(f"{label} ({len(indices)})")
+            continue
+        kept += [split.records[i] for i in rng.choice(indices, per_class, replace=False)]
+    if short:
+        listed = ", ".join(short[:5]) + (" ..." if len(short) > 5 else "")
+        raise ValueError(
+            f"data.val_per_class {per_class}: the {split.split} split of {split.name} has fewer "
+            f"images than that in {len(short)} class(es), label (images): {listed}"
+        )
+    return DatasetSplit(split.name, split.split, kept, list(split.class_names), split.root)
+
+
+def read_proxy_ids(metadata_dir: str | Path) -> list[str]:
+    """The image ids of ``image_ids_proxy.txt`` in a train split folder: wsolevaluation's
+    ``proxy_training_set`` (ILSVRC: a smaller training set for the hyperparameter search;
+    ``data_loaders.py``, ``get_image_ids(metadata, proxy=True)``)."""
+    path = Path(metadata_dir) / "image_ids_proxy.txt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"data.proxy_train: {path} does not exist (wsolevaluation ships it for ILSVRC: "
+            "metadata/ILSVRC/train/image_ids_proxy.txt)"
+        )
+    return [text for _, text in read_lines(path)]
+
+
+def keep_ids(split: DatasetSplit, ids: list[str], source: Path) -> DatasetSplit:
+    """The records of ``split`` whose ids are in ``ids``, in ``ids`` order; an id that is not in
+    the split is an error naming the file and line."""
+    by_id = split.by_id()
+    missing = [(n, i) for n, i in enumerate(ids, start=1) if i not in by_id]
+    if missing:
+        n, image_id = missing[0]
+        raise ValueError(
+            f"{source}:{n}: image id {image_id} is not in the {split.split} split "
+            f"({len(missing)} such ids)"
+        )
+    return DatasetSplit(
+        split.name, split.split, [by_id[i] for i in ids], list(split.class_names), split.root
+    )
+
+
 def convert_cub(
     cub_root: str | Path, out_root: str | Path, val_per_class: int = 5, seed: int = 0
 ) -> dict[str, Path]:

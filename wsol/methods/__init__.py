@@ -1,13 +1,14 @@
 """WSOL methods behind one registry: ``base`` (plain CAM training), ``cutmix``, ``mixup``,
 ``cutout``, ``has`` (Hide-and-Seek), ``acol`` (adversarial complementary learning), ``spg``
-(self-produced guidance), ``adl`` (attention-based dropout). Each is a :class:`Method` with
+(self-produced guidance), ``adl`` (attention-based dropout), and ``fsl``, Choe et al.'s few-shot
+learning baseline (a foreground predictor trained on the fully supervised val split). Each is a :class:`Method` with
 hooks (model, batch, loss, CAM reading) that training and evaluation call; none of them names a
 method.
 
 Example:
     >>> from wsol.methods import MethodConfig, create_method, list_methods
     >>> list_methods()
-    ['acol', 'adl', 'base', 'cutmix', 'cutout', 'has', 'mixup', 'spg']
+    ['acol', 'adl', 'base', 'cutmix', 'cutout', 'fsl', 'has', 'mixup', 'spg']
     >>> method = create_method(MethodConfig("cutmix", cutmix_beta=1.0))
 """
 
@@ -26,6 +27,7 @@ from .base import (
 )
 from .cutmix import CutMix, cutmix, rand_box
 from .cutout import Cutout, cutout
+from .fsl import FSL, ForegroundHead, foreground_loss
 from .has import HaS, hide_cells
 from .mixup import Mixup, mixup
 from .spg import SPG, SpgHead, guidance_mask, guided_bce, spg_loss
@@ -45,6 +47,9 @@ __all__ = [
     "drop_mask",
     "CutMix",
     "Cutout",
+    "FSL",
+    "ForegroundHead",
+    "foreground_loss",
     "HaS",
     "Method",
     "MethodConfig",

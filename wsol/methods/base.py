@@ -7,7 +7,12 @@ Training and evaluation reach a method only through these hooks, never by its na
 * ``training_loss(model, batch, label_smoothing)``: the forward pass and loss of a training
   batch (the default: the model's logits and ``loss``);
 * ``loss(logits, batch, label_smoothing)``: the training loss of a batch from its logits;
+* ``correct(logits, batch)``: what the training log counts as correct (default: top-1 right);
 * ``cams(model, features, classes)``: read the CAMs of a model made by this method.
+
+Two attributes say what a method trains on: ``train_split`` (``train``; the FSL baseline trains
+on ``val``, the fully supervised split) and ``trains_on_masks`` (its batches carry localization
+masks instead of labels).
 
 A method's parameters live in the config's ``method`` section (:class:`MethodConfig`).
 """
@@ -49,6 +54,10 @@ class Method:
     name = "base"
     #: whether the model keeps its linear classifier (and so a pretrained one can be kept)
     keeps_classifier = True
+    #: the split a method trains on (``val``: the fully supervised train-fullsup split)
+    train_split = "train"
+    #: whether training batches carry (B, H, W) localization masks instead of labels
+    trains_on_masks = False
 
     def __init__(self, config: MethodConfig):
         self.config = config
@@ -70,6 +79,10 @@ class Method:
 
     def loss(self, logits: torch.Tensor, batch: MixedBatch, label_smoothing: float = 0.0):
         return mixed_loss(logits, batch, label_smoothing)
+
+    def correct(self, logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor:
+        """How many images of the batch count as right (top-1 against the first labels)."""
+        return (logits.detach().argmax(dim=1) == batch.targets_a).sum()
 
     def cams(self, model, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         return model.cams(features, classes)
@@ -125,6 +138,9 @@ class MethodConfig:
     spg_threshold_2l: float = 0.05
     spg_threshold_3h: float = 0.7
     spg_threshold_3l: float = 0.1
+    # FSL: what its foreground target is made of: boxes, masks or auto (boxes where an image has
+    # any, else masks: CUB and ImageNet boxes, OpenImages masks)
+    fsl_target: str = "auto"
 
     def __post_init__(self):
         if self.method not in _REGISTRY:
