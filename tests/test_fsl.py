@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import cpu_run
 from PIL import Image
 
 from wsol.config import load_config
@@ -16,8 +17,6 @@ from wsol.data.records import DatasetSplit, ImageRecord
 from wsol.methods import create_method, foreground_loss
 from wsol.methods.base import MethodConfig
 from wsol.models import create_model
-
-from conftest import cpu_run
 
 
 def test_foreground_loss_on_known_inputs():

@@ -224,8 +224,7 @@ def make_synthetic_openimages(
         "".join(n + "\n" for n in names), encoding="utf-8"
     )
     (out / "synth.json").write_text(
-        json.dumps({**asdict(spec), "layout": "openimages", "val_per_class": val}, indent=2)
-        + "\n",
+        json.dumps({**asdict(spec), "layout": "openimages", "val_per_class": val}, indent=2) + "\n",
         encoding="utf-8",
     )
     return roots
