@@ -140,6 +140,12 @@ def test_every_reference_backbone_has_both_data_sets_and_methods():
             # CutMix paper, Appendix B: 600 epochs, lr 0.001 / fc 0.01, x0.1 every 150, batch 32
             assert (cfg.epochs, cfg.optim.lr, cfg.optim.head_lr_mult) == (600, 0.001, 10.0)
             assert (cfg.optim.lr_step, cfg.batch_size) == (150, 32)
+            if arch == "resnet50":
+                # Appendix B: 0.01 for the last fc layer, 0.001 for the rest (layer4 included)
+                assert cfg.optim.head_params == "classifier"
+                opt = build_optimizer(create_model(arch, num_classes=200), cfg)
+                assert sum(p.numel() for p in opt.param_groups[1]["params"]) == 2048 * 200 + 200
+                assert opt.param_groups[1]["lr"] == pytest.approx(0.01)
 
 
 # ------------------------------------------------------------------------ models

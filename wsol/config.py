@@ -68,6 +68,10 @@ class ModelConfig:
 class OptimConfig:
     lr: float = 1.7e-4  # backbone
     head_lr_mult: float = 10.0  # head (new layers) lr = lr * head_lr_mult
+    # which parameters train at the head rate: "model" (the model's head layers, as the
+    # reference's main.py groups them: e.g. ResNet-50's layer4 and fc) or "classifier" (only the
+    # final classifier, as the CutMix paper's Appendix B states for its ResNet-50)
+    head_params: str = "model"
     momentum: float = 0.9
     weight_decay: float = 1e-4
     nesterov: bool = True  # the reference's SGD (wsolevaluation main.py) uses Nesterov momentum
@@ -187,6 +191,11 @@ _CHECKS = (
     ("data.workers", lambda c: c.data.workers >= 0, ">= 0"),
     ("optim.lr", lambda c: c.optim.lr > 0, "> 0"),
     ("optim.head_lr_mult", lambda c: c.optim.head_lr_mult > 0, "> 0"),
+    (
+        "optim.head_params",
+        lambda c: c.optim.head_params in ("model", "classifier"),
+        "model or classifier",
+    ),
     ("optim.momentum", lambda c: 0 <= c.optim.momentum < 1, "in [0, 1)"),
     ("optim.weight_decay", lambda c: c.optim.weight_decay >= 0, ">= 0"),
     (

@@ -69,12 +69,19 @@ LOG_COLUMNS = (
 
 def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with two groups, as the reference: the model's head parameters (its
-    ``head_prefixes``: e.g. ResNet's layer4 and classifier) at ``lr * head_lr_mult``, every other
-    parameter at ``lr``."""
+    ``head_prefixes``: e.g. ResNet's layer4 and classifier; with ``optim.head_params:
+    classifier`` only the classifier) at ``lr * head_lr_mult``, every other parameter at ``lr``."""
     o = cfg.optim
+    if o.head_params == "classifier":  # only the final classifier at the head rate
+        is_head = [n.startswith("classifier.") for n, _ in model.named_parameters()]
+        params = [p for _, p in model.named_parameters()]
+        head = [p for p, h in zip(params, is_head) if h]
+        backbone = [p for p, h in zip(params, is_head) if not h]
+    else:
+        head, backbone = model.head_parameters(), model.backbone_parameters()
     groups = [
-        {"params": model.backbone_parameters(), "lr": o.lr},
-        {"params": model.head_parameters(), "lr": o.lr * o.head_lr_mult},
+        {"params": backbone, "lr": o.lr},
+        {"params": head, "lr": o.lr * o.head_lr_mult},
     ]
     return torch.optim.SGD(
         groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
