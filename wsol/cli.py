@@ -765,8 +765,9 @@ def _add_demo(sub) -> None:
     p.add_argument(
         "--methods",
         default="base,cutmix",
-        help="comma-separated methods to train: base, cutmix, has, acol, spg, adl (default "
-        "base,cutmix; base is always trained, every difference is to it)",
+        help="comma-separated methods to train: base, cutmix, has, acol, spg, adl, fsl (the FSL "
+        "baseline, trained on the val split only; default base,cutmix; base is always trained, "
+        "every difference is to it)",
     )
     p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's 12)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -60,8 +60,20 @@ METHODS = {
         "spg_threshold_3l": 0.1,
     },
     "adl": {"method": "adl", "adl_drop_rate": 0.75, "adl_threshold": 0.9},
+    # Choe et al.'s FSL baseline: trained on the 100 held-out val images only (their boxes)
+    "fsl": {"method": "fsl", "fsl_target": "auto"},
 }
+#: where a method's recipe differs from DEMO_RECIPE (the FSL baseline's 100 training images
+#: make 4 steps an epoch: it trains 40 epochs, still seconds)
+RECIPE_CHANGES = {"fsl": {"epochs": 40}}
 DEFAULT_METHODS = ("base", "cutmix")
+
+
+def demo_recipe(method: str) -> dict:
+    """The recipe of configs/synth_smallcnn_<method>.yaml, without the method section."""
+    recipe = json.loads(json.dumps(DEMO_RECIPE))
+    recipe.update(RECIPE_CHANGES.get(method, {}))
+    return recipe
 
 
 def demo_config(
@@ -71,7 +83,7 @@ def demo_config(
     epochs: int | None = None,
     val_per_class: int | None = None,
 ):
-    recipe = json.loads(json.dumps(DEMO_RECIPE))
+    recipe = demo_recipe(method)
     if val_per_class is not None:
         recipe["data"]["val_per_class"] = val_per_class
     recipe["data"]["root"] = str(data_root)

@@ -347,7 +347,8 @@ def _differences(per_image: list, n_boot: int, seed: int) -> list[dict]:
 
 
 _NAMES = {"base": "plain CAM", "cutmix": "CutMix", "has": "HaS", "acol": "ACoL", "spg": "SPG",
-          "adl": "ADL", "mixup": "Mixup", "cutout": "Cutout"}  # fmt: skip
+          "adl": "ADL", "mixup": "Mixup", "cutout": "Cutout",
+          "fsl": "the FSL baseline (trained on the val split's boxes)"}  # fmt: skip
 
 
 def answer_sentences(differences: str | Path, metric: str = "MaxBoxAccV2") -> list[str]:
