@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -155,10 +156,16 @@ def test_gallery_and_compare(trained_runs, tmp_path):
     assert sorted(table["method"]) == ["base", "cutmix"]
     assert {"MaxBoxAcc", "MaxBoxAccV2", "top1_acc", "PxAP"} <= set(table.columns)
     diffs = pd.read_csv(compare / "differences.csv")
-    assert set(diffs["metric"]) == {"MaxBoxAcc", "MaxBoxAccV2"}
-    assert (diffs["ci95_low"] <= diffs["difference"]).all() and (
-        diffs["difference"] <= diffs["ci95_high"]
+    # the protocol's headline (MaxBoxAccV2) first, the other box metric, and PxAP (masks)
+    assert list(diffs["metric"]) == ["MaxBoxAccV2", "MaxBoxAcc", "PxAP"]
+    assert list(diffs["headline"]) == [True, False, False]
+    boxes = diffs[diffs["metric"] != "PxAP"]
+    assert (boxes["ci95_low"] <= boxes["difference"]).all() and (
+        boxes["difference"] <= boxes["ci95_high"]
     ).all()
+    # one seed per side: the box intervals resample images only, PxAP has none
+    assert set(boxes["resampled"]) == {"images (one seed per side)"}
+    assert diffs["ci95_low"].iloc[2] != diffs["ci95_low"].iloc[2]  # NaN
     runs_csv = pd.read_csv(compare / "runs.csv")
     assert {
         "dataset",
@@ -253,7 +260,10 @@ def test_demo_end_to_end_small(tmp_path, capsys):
         assert Path(written[key]).is_file(), key
     printed = capsys.readouterr().out
     assert "| base |" in printed and "| center-baseline |" in printed
-    assert "Does CutMix localize better than plain CAM (SYNTH, smallcnn)?" in printed
+    assert (
+        "Does CutMix localize better than plain CAM (SYNTH, smallcnn, wsolevaluation protocol)?"
+        in printed
+    )
     assert "95% interval" in printed.splitlines()[-1]
     # a second run keeps what is done
     mtime = (tmp_path / "demo" / "runs" / "base_seed0" / "last.pt").stat().st_mtime
@@ -277,7 +287,13 @@ def test_both_protocols_on_the_same_models_and_compare_shows_both(trained_runs, 
     # a run folder's default output keeps the two protocols apart
     assert main(["evaluate", str(runs["base"]), "--protocol", "cutmix2019", "--quiet",
                  "--workers", "0", "--cam-curve-interval", "0.05"]) == 0  # fmt: skip
-    assert (runs["base"] / "eval_test_cutmix2019" / "metrics.json").is_file()
+    from wsol.evaluate import eval_folder_name
+    from wsol.metrics import named_protocol
+
+    # (its own threshold step makes it a folder of its own too: eval_test_cutmix2019_p<hash>)
+    name = eval_folder_name(protocol=named_protocol("cutmix2019", cam_curve_interval=0.05))
+    assert name.startswith("eval_test_cutmix2019_p")
+    assert (runs["base"] / name / "metrics.json").is_file()
     # the preset fixes threshold and contours: contradicting flags are refused, with a sentence
     assert main(["evaluate", str(runs["base"]), "--protocol", "cutmix2019", "--threshold", "0.3",
                  "--quiet"]) == 2  # fmt: skip
@@ -304,8 +320,11 @@ def test_gallery_never_overlays_an_older_evaluations_cams(trained_runs, tmp_path
     shared, fresh = tmp_path / "shared", tmp_path / "fresh"
     base = ["evaluate", "--quiet", "--workers", "0", "--cam-curve-interval", "0.05"]
     assert main([*base, str(runs["base"]), "--out", str(shared), "--save-cams"]) == 0
-    # the cutmix model evaluated into the same folder, without saving CAMs: cams/ is stale now
-    assert main([*base, str(runs["cutmix"]), "--out", str(shared)]) == 0
+    # the cutmix model into the same folder is refused (another evaluation); with --overwrite
+    # it replaces the folder whole, and the base model's cams/ go with it
+    assert main([*base, str(runs["cutmix"]), "--out", str(shared)]) == 2
+    assert main([*base, str(runs["cutmix"]), "--out", str(shared), "--overwrite"]) == 0
+    assert not (shared / "cams").exists()
     assert main([*base, str(runs["cutmix"]), "--out", str(fresh), "--save-cams"]) == 0
     stale_run, fresh_run = load_eval(shared), load_eval(fresh)
     ids = fresh_run.order[:4]
@@ -478,3 +497,141 @@ def test_diff_selection_shows_gains_and_losses():
     first = run([0.5] * 8)
     last = run([0.9, 0.1, 0.6, 0.5, 0.2, 0.8, 0.5, 0.45])  # gains: i0, i5; losses: i1, i4
     assert select_images([first, last], "diff", 4) == ["i0", "i5", "i1", "i4"]
+
+
+def test_every_kind_of_evaluation_gets_its_own_folder():
+    from wsol.evaluate import eval_folder_name
+    from wsol.metrics import Protocol, named_protocol
+
+    assert eval_folder_name() == "eval_test"
+    assert eval_folder_name("val") == "eval_val"
+    assert eval_folder_name(protocol=named_protocol("cutmix2019")) == "eval_test_cutmix2019"
+    assert eval_folder_name(cam_method="scorecam", checkpoint="best") == "eval_test_scorecam_best"
+    assert eval_folder_name(val_threshold=True) == "eval_test_valthr"
+    assert eval_folder_name(fixed_threshold=0.25) == "eval_test_thr0.25"
+    # protocol settings other than a named protocol's get a part of their own, one per setting
+    a = eval_folder_name(protocol=Protocol(cam_curve_interval=0.01))
+    b = eval_folder_name(protocol=Protocol(iou_thresholds=(50,)))
+    assert a.startswith("eval_test_p") and b.startswith("eval_test_p") and a != b
+
+
+def test_a_second_evaluation_never_mixes_with_the_first(trained_runs, tmp_path, capsys):
+    _, runs = trained_runs
+    run = tmp_path / "run"
+    shutil.copytree(runs["base"], run, ignore=shutil.ignore_patterns("eval_*"))
+    common = ["--quiet", "--workers", "0"]
+    assert main(["evaluate", str(run), "--save-cams", "--val-threshold", *common]) == 0
+    first = run / "eval_test_valthr"
+    assert (first / "cams").is_dir() and (first / "val").is_dir()
+    before = (first / "metrics.json").read_text()
+    # another CAM method goes to its own folder; the first is untouched
+    assert main(["evaluate", str(run), "--cam-method", "gradcam", *common]) == 0
+    second = run / "eval_test_gradcam"
+    assert json.loads((second / "metrics.json").read_text())["context"]["cam_method"] == "gradcam"
+    assert not (second / "cams").exists() and not (second / "val").exists()
+    assert (first / "metrics.json").read_text() == before
+    # an --out that holds another evaluation is refused before any work ...
+    capsys.readouterr()
+    assert (
+        main(["evaluate", str(run), "--out", str(first), "--cam-method", "gradcam", *common]) == 2
+    )
+    err = capsys.readouterr().err
+    assert (
+        "holds another evaluation (cam_method 'cam', not 'gradcam'" in err and "--overwrite" in err
+    )
+    assert (first / "metrics.json").read_text() == before
+    # ... or replaced whole with --overwrite: no stale cams/ or val/ of the old one
+    assert main(["evaluate", str(run), "--out", str(first), "--cam-method", "gradcam",
+                 "--overwrite", *common]) == 0  # fmt: skip
+    assert not (first / "cams").exists() and not (first / "val").exists()
+    # the same evaluation again replaces its own folder without --overwrite
+    assert main(["evaluate", str(run), "--cam-method", "gradcam", *common]) == 0
+    assert not list(run.glob(".eval_*"))  # no staging folder left
+
+
+def test_a_failed_evaluation_leaves_the_previous_folder_whole(trained_runs, tmp_path, monkeypatch):
+    import wsol.evaluate as ev
+
+    _, runs = trained_runs
+    run = tmp_path / "run"
+    shutil.copytree(runs["base"], run, ignore=shutil.ignore_patterns("eval_*"))
+    common = ["--quiet", "--workers", "0"]
+    assert main(["evaluate", str(run), "--save-cams", *common]) == 0
+    before = sorted(p.relative_to(run) for p in (run / "eval_test").rglob("*"))
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ev, "save_result", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        main(["evaluate", str(run), "--save-cams", *common])
+    assert sorted(p.relative_to(run) for p in (run / "eval_test").rglob("*")) == before
+    assert (run / "eval_test" / "metrics.json").is_file()
+    assert not list(run.glob(".eval_test*"))  # the half-written stage is gone
+
+
+def test_compare_never_pools_runs_trained_with_another_number_of_processes(tmp_path):
+    from wsol.report import PoolingError, check_pooling
+
+    def run(name: str, seed: int, world: int) -> dict:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "batch_size": 32}))
+        runtime = {"from_epoch": 1, "world_size": world, "batch_size": 32,
+                   "global_batch": 32 * world, "device": "cpu", "torch": "2.x", "wsol": "0.1.0"}  # fmt: skip
+        return {"dataset": "CUB", "backbone": "resnet50", "method": "base",
+                "checkpoint": str(folder / "last.pt"), "folder": str(folder),
+                "runtime": [runtime]}  # fmt: skip
+
+    check_pooling([run("a", 0, 1), run("b", 1, 1)])  # seeds of one setting
+    with pytest.raises(PoolingError, match=r"runtime.global_batch \('32' vs '64'\)"):
+        check_pooling([run("c", 0, 1), run("d", 1, 2)])
+
+
+def test_each_protocols_comparison_uses_its_headline_metric(trained_runs, tmp_path):
+    # cutmix2019's headline is the paper's top-1 loc at its fixed threshold 0.15 (Table 9);
+    # per image: the IoU at that threshold >= 0.5 and the top-1 class right
+    from wsol.report import answer_sentences, compare_runs
+
+    _, runs = trained_runs
+    evals = []
+    for method, run in runs.items():
+        out = tmp_path / method
+        assert main(["evaluate", str(run), "--out", str(out), "--quiet", "--workers", "0",
+                     "--protocol", "cutmix2019"]) == 0  # fmt: skip
+        evals.append(out)
+    written = compare_runs(evals, tmp_path / "compare", n_boot=100)
+    import pandas as pd
+
+    diffs = pd.read_csv(written["differences"])
+    head = diffs[diffs["headline"]].iloc[0]
+    assert head["metric"] == "top1_loc@fixed" and head["protocol"] == "cutmix2019"
+    per = {m: pd.read_csv(tmp_path / m / "per_image.csv") for m in runs}
+    score = {
+        m: (((f["iou_fixed"] >= 0.5) & (f["top1_correct"] == 1)) * 100.0).mean()
+        for m, f in per.items()
+    }
+    assert head["difference"] == pytest.approx(score["cutmix"] - score["base"])
+    metrics = {m: json.loads((tmp_path / m / "metrics.json").read_text()) for m in runs}
+    assert score["base"] == pytest.approx(metrics["base"]["loc"]["top1_loc@fixed"])
+    (sentence,) = answer_sentences(written["differences"])
+    assert "cutmix2019 protocol" in sentence and "top1_loc@fixed" in sentence
+
+
+def test_differences_flag_rows_trained_on_different_schedules(trained_runs, tmp_path):
+    from wsol.report import compare_runs
+
+    data, runs = trained_runs
+    longer = tmp_path / "cutmix_longer"
+    shutil.copytree(runs["cutmix"], longer, ignore=shutil.ignore_patterns("eval_*"))
+    assert main(["train", "--resume", "--out", str(longer), "--quiet", "epochs=3"]) == 0
+    evals = []
+    for name, run in (("base", runs["base"]), ("cutmix", longer)):
+        out = tmp_path / f"e_{name}"
+        assert main(["evaluate", str(run), "--out", str(out), "--quiet", "--workers", "0"]) == 0
+        evals.append(out)
+    written = compare_runs(evals, tmp_path / "compare", n_boot=50)
+    import pandas as pd
+
+    note = pd.read_csv(written["differences"])["note"].iloc[0]
+    assert note.startswith("trained on different schedules: epochs 2 vs 3")

@@ -106,6 +106,14 @@ def test_a_three_trial_sweep_on_sqlite_writes_its_outputs_and_continues(
     best = table.loc[table["val_metric"].idxmax()]
     chosen = yaml.safe_load((out / "best.yaml").read_text())
     assert chosen["optim"]["lr"] == best["optim.lr"] and chosen["data"]["val_per_class"] == 2
+    # how its trials were trained: one process, so a global batch of the config's batch_size
+    record = json.loads((out / "best.json").read_text())
+    assert record["nproc"] == 1 and record["global_batch"] == chosen["batch_size"]
+    assert (
+        (out / "best.yaml")
+        .read_text()
+        .startswith("# chosen by a sweep whose trials trained with 1")
+    )
     assert (out / "plots" / "optim.lr.png").is_file()
     assert "3/3 complete" in run.stdout
 

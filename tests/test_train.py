@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import cpu_run, free_port
 
 from wsol.config import load_config
@@ -325,3 +327,47 @@ def test_a_run_made_with_a_relative_data_root_evaluates_from_anywhere(
     err = capsys.readouterr().err
     assert "are not where they were" in err and "--data ROOT" in err
     assert main([*args[:-1], "e3", "--data", str(made_in / "moved")]) == 0
+
+
+@pytest.mark.parametrize(
+    "scheduler,expected",
+    [
+        # cosine 0.05 over 2 epochs: 0.05, 0.025; extended to 4, epochs 3 and 4 are the 4-epoch
+        # schedule's: 0.05 * 0.5 * (1 + cos(pi * e / 4)) for e = 2, 3 -> 0.025, 0.0073223
+        ("cosine", [0.05, 0.025, 0.025, 0.05 * 0.5 * (1 + math.cos(math.pi * 3 / 4))]),
+        # step (lr_step 2, gamma 0.1): 1-based epoch e at 0.05 * 0.1 ** (e // 2), any length
+        ("step", [0.05, 0.005, 0.005, 0.0005]),
+        ("none", [0.05, 0.05, 0.05, 0.05]),
+    ],
+)
+def test_a_resumed_run_extended_follows_the_longer_schedule(
+    tiny_synth, tmp_path, scheduler, expected
+):
+    extra = {"optim.scheduler": scheduler, "optim.lr_step": 2, "epochs": 2, "data.val_per_class": 0}
+    cfg = load_config(None, _overrides(tiny_synth, **extra))
+    train(cfg, tmp_path / "run", progress=False, echo=False)
+    longer = load_config(None, _overrides(tiny_synth, **{**extra, "epochs": 4}))
+    train(longer, tmp_path / "run", resume=True, progress=False, echo=False)
+    lrs = [float(r["lr"]) for r in _log(tmp_path / "run")]
+    assert lrs == pytest.approx(expected, rel=1e-6)
+    assert min(lrs) > 0  # never an epoch at lr 0 in the middle of a run
+
+
+def test_a_resume_says_what_changed(tiny_synth, tmp_path, capsys):
+    cfg = load_config(None, _overrides(tiny_synth, epochs=1, **{"data.val_per_class": 0}))
+    train(cfg, tmp_path / "run", progress=False)
+    longer = load_config(
+        None, _overrides(tiny_synth, epochs=2, eval_every=2, **{"data.val_per_class": 0})
+    )
+    capsys.readouterr()
+    train(longer, tmp_path / "run", resume=True, progress=False)
+    out = capsys.readouterr().out
+    assert "changed on resume: epochs 1 -> 2" in out
+    assert "changed on resume: eval_every 1 -> 2" in out
+    runtime = yaml.safe_load((tmp_path / "run" / "runtime.yaml").read_text())
+    # one way of running so far: 1 process, batch 16, on the CPU, with today's versions
+    assert len(runtime) == 1 and runtime[0]["world_size"] == 1
+    assert runtime[0]["global_batch"] == 16 and runtime[0]["device"] == "cpu"
+    assert runtime[0]["torch"] == str(torch.__version__) and runtime[0]["wsol"]
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert ckpt["runtime"] == runtime

@@ -208,13 +208,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.data is not None:
             overrides.append(f"data.root={args.data}")
         protocol = _protocol(args)
-        out = args.out
-        if out is None and protocol.name != "wsolevaluation":  # beside RUN/eval_<split>
-            run = args.model if args.model.is_dir() else args.model.parent
-            out = run / f"eval_{args.split}_{protocol.name}"
         evaluate_checkpoint(
             args.model,
-            out,
+            args.out,
             split=args.split,
             checkpoint=args.checkpoint,
             overrides=overrides,
@@ -228,6 +224,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             fixed_threshold=_fixed_threshold(args),
             progress=not args.quiet,
             label=args.label,
+            overwrite=args.overwrite,
         )
         return 0
     if args.overrides or args.set or args.model is not None:
@@ -237,6 +234,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     if args.out is None:
         raise ValueError(f"{'--cams' if args.cams else '--baseline'} needs --out")
+    from .evaluate import check_out_folder, evaluation_key
+    from .runtime import publish_folder, stage_folder
+
+    protocol = _protocol(args)
+    key = evaluation_key(
+        cams=str(Path(args.cams).resolve()) if args.cams else None,
+        baseline=args.baseline,
+        metadata=str(Path(args.metadata).resolve()) if args.metadata else None,
+        data=str(Path(args.data).resolve()) if args.data else None,
+        split=args.split,
+        protocol=protocol.to_dict(),
+        threshold=_fixed_threshold(args),
+    )
+    check_out_folder(args.out, key, args.overwrite)
     source = "--cams" if args.cams is not None else "--baseline"
     if args.cams is not None and args.baseline is not None:
         raise ValueError("give --cams or --baseline, not both")
@@ -252,7 +263,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.cams,
         args.metadata,
         args.masks,
-        _protocol(args),
+        protocol,
         fixed_threshold=_fixed_threshold(args),
         predictions=args.predictions,
         allow_outside_root=args.allow_outside_root,
@@ -276,8 +287,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         context["method"] = f"{args.baseline}-baseline"
     if args.label:
         context["method"] = context["run"] = args.label
-    save_result(result, args.out, context)
+    context["evaluation"] = key
+    stage = stage_folder(args.out)
+    save_result(result, stage, context, echo=False)
+    publish_folder(stage, args.out)
+    save_result_echo(result, args.out)
     return 0
+
+
+def save_result_echo(result: dict, out: Path) -> None:
+    """The headline table and the files an evaluation wrote."""
+    from .results import format_table
+
+    print(format_table(result))
+    files = [Path(out) / f for f in ("metrics.json", "metrics.csv", "per_image.csv")]
+    print("wrote " + ", ".join(str(f) for f in files if f.is_file()))
 
 
 def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
@@ -536,7 +560,19 @@ def _add_evaluate(sub) -> None:
         action="store_true",
         help="with --cams: accept mask paths that are absolute or contain '..'",
     )
-    p.add_argument("--out", type=Path, help="output folder (default for a model: RUN/eval_<split>)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default for a model: RUN/eval_<split>, plus a part for each choice "
+        "that is not the default, e.g. RUN/eval_test_scorecam_best: one folder per kind of "
+        "evaluation)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --out folder that holds another evaluation (it is replaced whole, "
+        "never partly overwritten)",
+    )
     p.add_argument(
         "--label",
         help="the name of this evaluation's row in `wsol compare` (default: the training method; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -304,6 +305,84 @@ def check_classes(ckpt: dict, split) -> None:
         )
 
 
+def eval_folder_name(
+    split: str = "test",
+    protocol: Protocol | None = None,
+    cam_method: str = "cam",
+    checkpoint: str = "last",
+    val_threshold: bool = False,
+    fixed_threshold: float | None = None,
+) -> str:
+    """The default folder name of an evaluation inside its run: ``eval_<split>``, then one part
+    for each choice that differs from the default, so that no two kinds of evaluation share a
+    folder: ``_<protocol>`` (a named protocol other than wsolevaluation), ``_p<hash>`` (protocol
+    settings changed from the named ones), ``_<cam method>``, ``_best`` (the best checkpoint),
+    ``_valthr`` (threshold chosen on val) or ``_thr<value>`` (a given threshold). E.g.
+    ``eval_test``, ``eval_test_cutmix2019``, ``eval_test_scorecam_best``."""
+    import dataclasses
+    import hashlib
+
+    from .metrics import PROTOCOLS
+
+    protocol = protocol or Protocol()
+    parts = [f"eval_{split}"]
+    if protocol.name != "wsolevaluation":
+        parts.append(protocol.name)
+    preset = PROTOCOLS.get(protocol.name)
+    if preset is None or dataclasses.asdict(preset) != dataclasses.asdict(protocol):
+        text = json.dumps(dataclasses.asdict(protocol), sort_keys=True, default=str)
+        parts.append("p" + hashlib.sha1(text.encode()).hexdigest()[:6])
+    if cam_method != "cam":
+        parts.append(cam_method)
+    if checkpoint != "last":
+        parts.append(checkpoint)
+    if val_threshold:
+        parts.append("valthr")
+    elif fixed_threshold is not None:
+        parts.append(f"thr{fixed_threshold:g}")
+    return "_".join(parts)
+
+
+def evaluation_key(**choices) -> dict:
+    """What makes one evaluation different from another (saved as ``context["evaluation"]``):
+    an existing folder is replaced only by an evaluation with the same key."""
+    return json.loads(json.dumps(choices, sort_keys=True, default=str))
+
+
+def check_out_folder(out: Path, key: dict, overwrite: bool = False) -> None:
+    """Refuse, before any work, to write into a folder that holds another evaluation (or
+    anything else) unless ``overwrite``; the same evaluation again may replace it."""
+    out = Path(out)
+    if overwrite or not out.exists():
+        return
+    if out.is_file():
+        raise FileExistsError(f"--out {out} is a file, not a folder")
+    meta = out / "metrics.json"
+    if not meta.is_file():
+        if any(out.iterdir()):
+            raise FileExistsError(
+                f"--out {out} is a folder that holds no evaluation: give another --out, or "
+                "--overwrite to replace what is in it"
+            )
+        return
+    try:
+        had = json.loads(meta.read_text(encoding="utf-8")).get("context", {}).get("evaluation")
+    except (ValueError, OSError, AttributeError):
+        had = None
+    if had == key:
+        return
+    if had is None:
+        why = "an evaluation written by another version of wsol (or unreadable)"
+    else:
+        diff = [k for k in sorted(set(had) | set(key)) if had.get(k) != key.get(k)]
+        shown = "; ".join(f"{k} {had.get(k)!r}, not {key.get(k)!r}" for k in diff[:3])
+        why = f"another evaluation ({shown})"
+    raise FileExistsError(
+        f"{out} holds {why}: give another --out, or --overwrite to replace it (an evaluation "
+        "folder is never partly overwritten)"
+    )
+
+
 def evaluate_checkpoint(
     model_path: str | Path,
     out_dir: str | Path | None = None,
@@ -322,6 +401,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     echo: bool = True,
     label: str | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Evaluate a run folder or checkpoint on a split of the data it was trained on.
 
@@ -330,7 +410,10 @@ def evaluate_checkpoint(
         checkpoint: with a run folder, ``last`` (default: the reference reports the last
             checkpoint) or ``best`` (best val score; refused when val is the test split).
         out_dir: where metrics.json, metrics.csv and per_image.csv go (default
-            ``RUN/eval_<split>``); ``save_cams`` adds ``cams/<image_id>.npy``.
+            ``RUN/<eval_folder_name(...)>``, e.g. ``RUN/eval_test``: one folder per kind of
+            evaluation); ``save_cams`` adds ``cams/<image_id>.npy``. The folder is written
+            whole at the end (staged beside it); one holding another evaluation is refused
+            unless ``overwrite``.
         overrides: ``section.key=value`` changes to the run's config (e.g. ``data.root=...``).
         val_threshold: first evaluate the ``val`` split and use its best CAM threshold as the
             fixed threshold of the loc metrics (saved in ``OUT/val``).
@@ -338,10 +421,33 @@ def evaluate_checkpoint(
     """
     from .config import anchor_data_paths, config_from_dict
     from .data.splits import load_split
-    from .runtime import amp_dtype, load_checkpoint_model, method_of, setup_distributed
+    from .runtime import (
+        amp_dtype,
+        load_checkpoint_model,
+        method_of,
+        publish_folder,
+        runtime_record,
+        setup_distributed,
+        stage_folder,
+    )
 
     d = setup_distributed(device)
     model_path = Path(model_path)
+    protocol = protocol or Protocol()
+    run_dir = model_path if model_path.is_dir() else model_path.parent
+    name = eval_folder_name(split, protocol, cam_method, checkpoint, val_threshold, fixed_threshold)
+    out = Path(out_dir) if out_dir is not None else run_dir / name
+    key = evaluation_key(
+        split=split,
+        checkpoint=str(
+            (model_path / f"{checkpoint}.pt" if model_path.is_dir() else model_path).resolve()
+        ),
+        cam_method=cam_method,
+        protocol=protocol.to_dict(),
+        threshold="val" if val_threshold else fixed_threshold,
+        overrides=sorted(overrides),
+    )
+    check_out_folder(out, key, overwrite)
     model, cfg_dict, ckpt = load_checkpoint_model(model_path, d.device, checkpoint)
     epoch = int(ckpt.get("epoch", -1)) + 1
     if d.main and echo:
@@ -349,8 +455,6 @@ def evaluate_checkpoint(
     cfg = config_from_dict(cfg_dict, list(overrides))
     given = {o.split("=", 1)[0].removeprefix("data.") for o in overrides if o.startswith("data.")}
     cfg = anchor_data_paths(cfg, ckpt.get("workdir"), keep=given)
-    run_dir = model_path if model_path.is_dir() else model_path.parent
-    out = Path(out_dir) if out_dir is not None else run_dir / f"eval_{split}"
     try:
         target = load_split(cfg.data, split)
     except FileNotFoundError as err:
@@ -383,32 +487,57 @@ def evaluate_checkpoint(
         "epoch": epoch,
         "saved_cams": bool(save_cams),
         "data": dataclasses.asdict(cfg.data),  # after overrides: where the images really are
+        "evaluation": key,
+        "runtime": ckpt.get("runtime"),  # how the evaluated model was trained
+        "eval_runtime": runtime_record(d, batch_size),  # how this evaluation ran
     }
-    if val_threshold:
-        val = evaluate_model(
+    stage = stage_folder(out) if d.main else out.parent / f".{out.name}.partial"
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # the stage exists before any rank writes CAMs into it
+    try:
+        if val_threshold:
+            val = evaluate_model(
+                model,
+                load_split(cfg.data, "val", cfg.seed),
+                protocol,
+                amp_dtype=dtype,
+                per_image=False,
+                progress=progress and d.main,
+                **common,
+            )
+            fixed_threshold = val["loc"]["best_threshold"]
+            if d.main:
+                save_result(val, stage / "val", {**context, "split": "val"}, echo=False)
+        result = evaluate_model(
             model,
-            load_split(cfg.data, "val", cfg.seed),
+            target,
             protocol,
+            fixed_threshold=fixed_threshold,
+            save_cams=stage / "cams" if save_cams else None,
             amp_dtype=dtype,
-            per_image=False,
             progress=progress and d.main,
             **common,
         )
-        fixed_threshold = val["loc"]["best_threshold"]
+        if d.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # every rank's CAMs are written
         if d.main:
-            save_result(val, out / "val", {**context, "split": "val"}, echo=False)
-    result = evaluate_model(
-        model,
-        target,
-        protocol,
-        fixed_threshold=fixed_threshold,
-        save_cams=out / "cams" if save_cams else None,
-        amp_dtype=dtype,
-        progress=progress and d.main,
-        **common,
-    )
+            save_result(result, stage, {**context, "split": split}, echo=False)
+            publish_folder(stage, out)
+    except BaseException:
+        if d.main:  # nothing half-written is left beside the folder
+            import shutil
+
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
     if d.main:
-        save_result(result, out, {**context, "split": split}, echo=echo)
+        if echo:
+            print(format_table(result))
+            files = ["metrics.json", "metrics.csv", "per_image.csv"]
+            print("wrote " + ", ".join(str(out / f) for f in files if (out / f).is_file()))
         if echo and save_cams:
             count = sum(1 for _ in (out / "cams").rglob("*.npy"))
             print(f"wrote {count} CAMs (raw float32 maps) to {out / 'cams'}")

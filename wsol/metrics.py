@@ -61,6 +61,9 @@ class Protocol:
             all ``zero`` (the reference's behaviour for NaN CAMs).
         name: the protocol's name, recorded with every result (``PROTOCOLS`` holds the named
             ones).
+        headline: the metric the protocol's comparisons report (``wsol compare``'s sentences
+            and ``differences.csv``): ``MaxBoxAccV2`` for wsolevaluation (PxAP where there are
+            only masks), ``top1_loc@fixed`` for cutmix2019 (the paper's Table 9).
     """
 
     cam_curve_interval: float = 0.001
@@ -72,6 +75,7 @@ class Protocol:
     fixed_threshold: float | None = None
     invalid_cams: str = "error"
     name: str = "wsolevaluation"
+    headline: str = "MaxBoxAccV2"
 
     def __post_init__(self):
         object.__setattr__(self, "iou_thresholds", tuple(int(d) for d in self.iou_thresholds))
@@ -117,7 +121,9 @@ class Protocol:
 #:   largest connected component (single contour), top-1 / GT-known loc at IoU 0.5.
 PROTOCOLS: dict[str, Protocol] = {
     "wsolevaluation": Protocol(),
-    "cutmix2019": Protocol(name="cutmix2019", multi_contour=False, fixed_threshold=0.15),
+    "cutmix2019": Protocol(
+        name="cutmix2019", multi_contour=False, fixed_threshold=0.15, headline="top1_loc@fixed"
+    ),
 }
 
 

@@ -43,7 +43,13 @@ def _training_config(context: dict) -> dict | None:
     path = Path(checkpoint).parent / "config.yaml"
     if not path.is_file():
         return None
-    return flatten(yaml.safe_load(path.read_text()) or {})
+    cfg = flatten(yaml.safe_load(path.read_text()) or {})
+    # how it was trained (processes, global batch, device, versions): runs that differ in it
+    # are not seeds of one setting either; a run resumed another way lists each way, in order
+    segments = context.get("runtime") or [{}]
+    for key in ("world_size", "global_batch", "device", "torch", "wsol"):
+        cfg[f"runtime.{key}"] = " -> ".join(str(s.get(key, "not recorded")) for s in segments)
+    return cfg
 
 
 def check_pooling(contexts: list[dict]) -> None:
@@ -207,7 +213,8 @@ def compare_runs(
     wide.to_csv(out / "table.csv", index=False)
     (out / "table.md").write_text(_markdown(wide), encoding="utf-8")
 
-    diffs = _differences(per_image, n_boot, seed)
+    results = [(c, m) for c, (_, m, _) in zip(contexts, loaded)]
+    diffs = _differences(per_image, n_boot, seed, results)
     written = {"runs": out / "runs.csv", "table": out / "table.csv"}
     stale = out / "differences.csv"
     if diffs:
@@ -291,58 +298,151 @@ def _plot(path: Path, series: list[tuple], xlabel: str, ylabel: str, title: str)
     return path
 
 
-def _differences(per_image: list, n_boot: int, seed: int) -> list[dict]:
+#: the headline metric of each protocol's comparisons when a result does not say (older ones)
+PROTOCOL_HEADLINE = {"wsolevaluation": "MaxBoxAccV2", "cutmix2019": "top1_loc@fixed"}
+#: what a run's training schedule is made of: differenced rows that differ in it are flagged
+SCHEDULE_KEYS = ("epochs", "max_steps_per_epoch", "batch_size", "optim.scheduler", "optim.lr_step")
+
+
+def _per_image_score(frame, metric: str):
+    """Each image's score (0-100) under ``metric``, from a per_image.csv, or None."""
+    if metric == "MaxBoxAccV2" and "MaxBoxAccV2_score" in frame:
+        return frame["MaxBoxAccV2_score"]
+    if metric == "MaxBoxAcc" and "MaxBoxAcc_correct" in frame:
+        return frame["MaxBoxAcc_correct"] * 100.0
+    if metric == "top1_loc@fixed" and {"iou_fixed", "top1_correct"} <= set(frame.columns):
+        return ((frame["iou_fixed"] >= 0.5) & (frame["top1_correct"] == 1)) * 100.0
+    return None
+
+
+def _resampled(seeds_a: int, seeds_b: int, images: bool) -> str:
+    """What an interval resamples, in words."""
+    several = seeds_a > 1 or seeds_b > 1
+    if images:
+        return "seeds and images" if several else "images (one seed per side)"
+    return "seeds" if several else "nothing (one seed per side: no interval)"
+
+
+def _schedule_note(contexts_a: list, contexts_b: list) -> str:
+    """'' if both sides trained on one schedule, else what differs (epochs, steps, batch)."""
+
+    def schedules(contexts):
+        out = set()
+        for c in contexts:
+            cfg = _training_config(c) or {}
+            runtime = (c.get("runtime") or [{}])[-1]
+            out.add(
+                tuple(str(cfg.get(k)) for k in SCHEDULE_KEYS) + (str(runtime.get("global_batch")),)
+            )
+        return out
+
+    a, b = schedules(contexts_a), schedules(contexts_b)
+    if a == b and len(a) == 1:
+        return ""
+    names = (*SCHEDULE_KEYS, "global batch")
+    diff = []
+    for i, name in enumerate(names):
+        va, vb = sorted({s[i] for s in a}), sorted({s[i] for s in b})
+        if va != vb:
+            diff.append(f"{name} {'/'.join(va)} vs {'/'.join(vb)}")
+    return "trained on different schedules: " + "; ".join(diff) if diff else ""
+
+
+def _differences(
+    per_image: list, n_boot: int, seed: int, results: list | None = None
+) -> list[dict]:
+    """Each method's difference to the baseline method of its data set, backbone, CAM method
+    and protocol: the protocol's headline metric first (``headline`` True), then the other box
+    metrics, with hierarchical bootstrap intervals over seeds and images; PxAP (not a sum over
+    images) from each run's value, its interval over seeds only. ``results``: (context,
+    metrics.json) of every evaluation, for PxAP."""
     import pandas as pd
 
-    groups: dict = {}
-    for context, rows in per_image:
-        key = (
+    def key_of(context) -> tuple:
+        return (
             str(context.get("dataset", "")),
             str(context.get("backbone", "")),
             str(context.get("cam_method", "")),
             str(context.get("protocol", "wsolevaluation")),
         )
-        groups.setdefault(key, {}).setdefault(str(context.get("method", "")), []).append(rows)
+
+    groups: dict = {}
+    for context, rows in per_image:
+        groups.setdefault(key_of(context), {}).setdefault(
+            str(context.get("method", "")), []
+        ).append((context, rows))
+    pxap: dict = {}
+    for context, metrics in results or []:
+        if "PxAP" in metrics:
+            entry = pxap.setdefault(key_of(context), {}).setdefault(
+                str(context.get("method", "")), []
+            )
+            entry.append((context, float(metrics["PxAP"])))
+            groups.setdefault(key_of(context), {})
     out = []
-    for (dataset, backbone, cam_method, protocol), methods in groups.items():
-        if len(methods) < 2:
+    rng = np.random.default_rng(seed)
+    for group_key, methods in groups.items():
+        dataset, backbone, cam_method, protocol = group_key
+        names = set(methods) | set(pxap.get(group_key, {}))
+        if len(names) < 2:
             continue
-        baseline = "base" if "base" in methods else sorted(methods)[0]
+        baseline = "base" if "base" in names else sorted(names)[0]
+        headline = PROTOCOL_HEADLINE.get(protocol, "MaxBoxAccV2")
+        if headline == "MaxBoxAccV2" and not methods and pxap.get(group_key):
+            headline = "PxAP"  # masks only (OpenImages)
+        metrics = [headline, *(m for m in ("MaxBoxAccV2", "MaxBoxAcc") if m != headline)]
 
-        def per_seed(frames, column):  # (seeds, images) by image id
-            return pd.concat([f.set_index("image_id")[column] for f in frames], axis=1).T
+        def per_seed(frames, metric):  # (seeds, images) by image id
+            series = [_per_image_score(f, metric) for _, f in frames]
+            if any(x is None for x in series):
+                return None
+            cols = [x.set_axis(f["image_id"]) for x, (_, f) in zip(series, frames)]
+            return pd.concat(cols, axis=1).T
 
-        for method in sorted(m for m in methods if m != baseline):
-            for column, metric in (
-                ("MaxBoxAccV2_score", "MaxBoxAccV2"),
-                ("MaxBoxAcc_correct", "MaxBoxAcc"),
-            ):
-                a = per_seed(methods[baseline], column)
-                b = per_seed(methods[method], column)
+        for method in sorted(n for n in names if n != baseline):
+            common_row = {"dataset": dataset, "backbone": backbone, "cam_method": cam_method,
+                          "protocol": protocol, "method": method, "baseline": baseline}  # fmt: skip
+            contexts_a = [c for c, _ in methods.get(baseline, [])] or [
+                c for c, _ in pxap.get(group_key, {}).get(baseline, [])
+            ]
+            contexts_b = [c for c, _ in methods.get(method, [])] or [
+                c for c, _ in pxap.get(group_key, {}).get(method, [])
+            ]
+            note = _schedule_note(contexts_a, contexts_b)
+            for metric in metrics:
+                if method not in methods or baseline not in methods:
+                    continue
+                a = per_seed(methods[baseline], metric)
+                b = per_seed(methods[method], metric)
+                if a is None or b is None:
+                    continue
                 common = a.columns.intersection(b.columns)
                 if len(common) == 0:
                     continue
-                scale = 1.0 if metric == "MaxBoxAccV2" else 100.0
                 mean, lo, hi = hierarchical_bootstrap(
-                    a[common].to_numpy() * scale, b[common].to_numpy() * scale, n_boot, seed
+                    a[common].to_numpy(), b[common].to_numpy(), n_boot, seed
                 )
-                out.append(
-                    {
-                        "dataset": dataset,
-                        "backbone": backbone,
-                        "cam_method": cam_method,
-                        "protocol": protocol,
-                        "method": method,
-                        "baseline": baseline,
-                        "metric": metric,
-                        "difference": mean,
-                        "ci95_low": lo,
-                        "ci95_high": hi,
-                        "images": len(common),
-                        "seeds_method": len(methods[method]),
-                        "seeds_baseline": len(methods[baseline]),
-                    }
-                )
+                out.append({**common_row, "metric": metric, "headline": metric == headline,
+                            "difference": mean, "ci95_low": lo, "ci95_high": hi,
+                            "resampled": _resampled(len(a), len(b), True),
+                            "images": len(common), "seeds_method": len(b),
+                            "seeds_baseline": len(a), "note": note})  # fmt: skip
+            side = pxap.get(group_key, {})
+            if baseline in side and method in side:
+                va = np.array([v for _, v in side[baseline]])
+                vb = np.array([v for _, v in side[method]])
+                diff = float(vb.mean() - va.mean())
+                lo = hi = float("nan")
+                if len(va) > 1 or len(vb) > 1:
+                    boots = [
+                        rng.choice(vb, len(vb)).mean() - rng.choice(va, len(va)).mean()
+                        for _ in range(n_boot)
+                    ]
+                    lo, hi = (float(q) for q in np.quantile(boots, [0.025, 0.975]))
+                out.append({**common_row, "metric": "PxAP", "headline": headline == "PxAP",
+                            "difference": diff, "ci95_low": lo, "ci95_high": hi,
+                            "resampled": _resampled(len(va), len(vb), False), "images": "",
+                            "seeds_method": len(vb), "seeds_baseline": len(va), "note": note})  # fmt: skip
     return out
 
 
@@ -351,9 +451,10 @@ _NAMES = {"base": "plain CAM", "cutmix": "CutMix", "has": "HaS", "acol": "ACoL",
           "fsl": "the FSL baseline (trained on the val split's boxes)"}  # fmt: skip
 
 
-def answer_sentences(differences: str | Path, metric: str = "MaxBoxAccV2") -> list[str]:
+def answer_sentences(differences: str | Path, metric: str | None = None) -> list[str]:
     """One plain sentence per method of a ``differences.csv``: does it localize better than its
-    baseline, by how much, and how sure is that (the 95% interval)."""
+    baseline under the row's protocol, by how much (the protocol's headline metric, or
+    ``metric``), and how sure is that (the 95% interval, and what it resamples)."""
     import pandas as pd
 
     path = Path(differences)
@@ -363,22 +464,43 @@ def answer_sentences(differences: str | Path, metric: str = "MaxBoxAccV2") -> li
             "Only one method per data set and backbone: there is nothing to difference "
             "(no differences.csv)."
         ]
+    if metric is not None:
+        chosen = rows[rows["metric"] == metric]
+    elif "headline" in rows:
+        chosen = rows[rows["headline"].astype(str).str.lower() == "true"]
+    else:  # an older differences.csv
+        chosen = rows[rows["metric"] == "MaxBoxAccV2"]
     out = []
-    for _, r in rows[rows["metric"] == metric].iterrows():
+    for _, r in chosen.iterrows():
         name = _NAMES.get(r["method"], r["method"])
         base = _NAMES.get(r["baseline"], r["baseline"])
         lo, hi, diff = r["ci95_low"], r["ci95_high"], r["difference"]
-        if lo > 0:
+        shown = r["metric"]
+        if lo != lo:  # NaN: no interval (one seed per side, a metric that is not per image)
+            verdict = "cannot be said: there is no interval with one seed per side"
+            interval = "no interval"
+        elif lo > 0:
             verdict = f"yes, {name} localizes better than {base} here"
         elif hi < 0:
             verdict = f"no, {name} localizes worse than {base} here"
         else:
             verdict = f"not clearly: the interval includes 0, so {name} and {base} cannot be told apart here"
+        if lo == lo:
+            resampled = r.get("resampled", "seeds and images")
+            interval = f"95% interval {lo:+.2f} to {hi:+.2f}, bootstrap over {resampled}"
         seeds = f"{int(r['seeds_method'])} and {int(r['seeds_baseline'])} seeds"
+        images = (
+            f"{int(r['images'])} test images, "
+            if str(r.get("images", "")) not in ("", "nan")
+            else ""
+        )
+        protocol = r.get("protocol", "wsolevaluation")
+        note = r.get("note", "")
+        note = f" Note: {note}." if isinstance(note, str) and note else ""
         out.append(
-            f"Does {name} localize better than {base} ({r['dataset']}, {r['backbone']})? {verdict}: "
-            f"{metric} {diff:+.2f} points (95% interval {lo:+.2f} to {hi:+.2f}, bootstrap over "
-            f"seeds and images; {int(r['images'])} test images, {seeds})."
+            f"Does {name} localize better than {base} ({r['dataset']}, {r['backbone']}, "
+            f"{protocol} protocol)? {verdict}: {shown} {diff:+.2f} points ({interval}; "
+            f"{images}{seeds}).{note}"
         )
     return out
 

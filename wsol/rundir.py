@@ -3,9 +3,11 @@
 A run folder (``wsol train --out RUN``) holds ``config.yaml`` (the resolved config),
 ``splits.yaml`` (what it trained and chose on), ``log.csv`` (one row per epoch), ``last.pt`` and
 ``best.pt``, ``config_history.yaml`` (changes made on resume), ``.lock`` (while a training runs)
-and one folder per evaluation: ``eval_<split>`` (``eval_<split>_<protocol>`` for a named protocol
-other than wsolevaluation), each with ``metrics.json``, ``metrics.csv``, ``per_image.csv``,
-``val/`` (with ``--val-threshold``) and ``cams/<image_id>.npy`` (with ``--save-cams``).
+and one folder per kind of evaluation: ``eval_<split>``, with a part for each choice that is not
+the default (``eval_test_cutmix2019``, ``eval_test_scorecam_best``, ``eval_test_valthr``: see
+``wsol.evaluate.eval_folder_name``), each with ``metrics.json``, ``metrics.csv``,
+``per_image.csv``, ``val/`` (with ``--val-threshold``) and ``cams/<image_id>.npy`` (with
+``--save-cams``); each is written whole (staged as ``.<name>.partial`` beside it).
 """
 
 from __future__ import annotations
@@ -62,13 +64,22 @@ class RunDir:
 
 
 def resolve_eval_dir(path: str | Path) -> Path:
-    """An evaluation folder, given itself or a run folder holding ``eval_test``."""
+    """An evaluation folder, given itself or a run folder: its ``eval_test`` (the default
+    evaluation), else its only evaluation; a run with several others must name one."""
     path = Path(path)
     if (path / "metrics.json").is_file():
         return path
     for name in ("eval_test", "eval_val"):
         if (path / name / "metrics.json").is_file():
             return path / name
+    found = sorted(p for p in path.glob("eval_*") if (p / "metrics.json").is_file())
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError(
+            f"{path} holds {len(found)} evaluations and no eval_test: give one of them "
+            f"({', '.join(str(p) for p in found[:6])})"
+        )
     raise FileNotFoundError(f"{path} holds no metrics.json (run `wsol evaluate` on it first)")
 
 

@@ -40,6 +40,36 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def stage_folder(final: str | Path) -> Path:
+    """A fresh, empty folder beside ``final`` to write a result into (``.NAME.partial``, one name
+    for every process of a torchrun job); :func:`publish_folder` moves it into place whole, so
+    that ``final`` never holds a half-written or mixed result."""
+    import shutil
+
+    final = Path(final)
+    stage = final.parent / f".{final.name}.partial"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def publish_folder(stage: str | Path, final: str | Path) -> None:
+    """Replace ``final`` (if any) by ``stage`` in two renames: a reader sees the old folder or the
+    new one, never a mix."""
+    import shutil
+
+    stage, final = Path(stage), Path(final)
+    old = final.parent / f".{final.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(stage, final)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -135,6 +165,32 @@ def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> Dist:
             timeout=datetime.timedelta(seconds=float(timeout_s)),
         )
     return Dist(rank, world, local_rank, dev)
+
+
+def runtime_record(d: Dist, batch_size: int) -> dict:
+    """How a run is carried out, beyond its config: the number of processes, the global batch
+    (``batch_size`` per process times the processes), the device kind and the versions of
+    torch and wsol. Every run and evaluation records it; ``wsol compare`` pools only runs whose
+    records agree."""
+    from . import __version__
+
+    kind = torch.cuda.get_device_name(d.device) if d.device.type == "cuda" else d.device.type
+    return {
+        "world_size": d.world,
+        "batch_size": batch_size,
+        "global_batch": batch_size * d.world,
+        "device": kind,
+        "torch": str(torch.__version__),
+        "wsol": __version__,
+    }
+
+
+def runtime_line(record: dict) -> str:
+    return (
+        f"{record['world_size']} process(es) x batch {record['batch_size']} = global batch "
+        f"{record['global_batch']} on {record['device']} (torch {record['torch']}, wsol "
+        f"{record['wsol']})"
+    )
 
 
 def seed_everything(seed: int) -> None:

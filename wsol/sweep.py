@@ -436,7 +436,7 @@ def run_sweep(
         )
     if len(failures) >= 3:
         raise RuntimeError(f"three trials failed in a row; the last: {failures[-1]}")
-    return write_outputs(study, out, config, list(overrides), dims)
+    return write_outputs(study, out, config, list(overrides), dims, nproc)
 
 
 def describe(study, trial, total: int) -> str:
@@ -458,8 +458,12 @@ def _short(value) -> str:
 
 
 # ------------------------------------------------------------------------------ outputs
-def write_outputs(study, out: Path, config: Path, overrides: list[str], dims) -> dict:
-    """sweep.csv, best.yaml and the plots of a study (see the module's doc)."""
+def write_outputs(
+    study, out: Path, config: Path, overrides: list[str], dims, nproc: int = 1
+) -> dict:
+    """sweep.csv, best.yaml and the plots of a study (see the module's doc). best.yaml and
+    best.json say how many processes each trial trained with (the global batch is ``nproc``
+    times the config's ``batch_size``): train it the same way."""
     import pandas as pd
     from optuna.trial import TrialState
 
@@ -485,10 +489,24 @@ def write_outputs(study, out: Path, config: Path, overrides: list[str], dims) ->
         return written
     best = max(complete, key=lambda t: t.value)
     chosen = [*overrides, *(override(k, v) for k, v in best.params.items())]
-    save_config(load_config(config, chosen), out / "best.yaml")
+    best_cfg = load_config(config, chosen)
+    save_config(best_cfg, out / "best.yaml")
+    launch = f"torchrun --nproc_per_node={nproc} -m wsol.cli" if nproc > 1 else "wsol"
+    note = (
+        f"# chosen by a sweep whose trials trained with {nproc} process(es), a global batch of "
+        f"{nproc * best_cfg.batch_size}: train it the same way ({launch} train best.yaml ...)\n"
+    )
+    (out / "best.yaml").write_text(note + (out / "best.yaml").read_text())
     (out / "best.json").write_text(
         json.dumps(
-            {"trial": best.number, "val_metric": best.value, "params": best.params}, indent=1
+            {
+                "trial": best.number,
+                "val_metric": best.value,
+                "params": best.params,
+                "nproc": nproc,
+                "global_batch": nproc * best_cfg.batch_size,
+            },
+            indent=1,
         )
     )
     written.update(best=out / "best.yaml", best_trial=best.number, best_value=best.value)

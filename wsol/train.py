@@ -44,6 +44,8 @@ from .runtime import (
     epoch_seed,
     load_checkpoint,
     rng_state,
+    runtime_line,
+    runtime_record,
     seed_everything,
     set_rng_state,
     setup_distributed,
@@ -443,6 +445,15 @@ def train(
             raise FileNotFoundError(f"--resume: {run.checkpoint('last')} does not exist")
         last = load_checkpoint(run.checkpoint("last"))
     changes = resume_changes(run.path, cfg, last) if resume else []
+    runtime = runtime_record(d, cfg.batch_size)
+    # one entry per stretch of epochs run the same way: a resume with another number of
+    # processes (another global batch), device or version starts a new one
+    segments = list(last.get("runtime") or []) if last else []
+    runtime_changed = (
+        bool(segments) and {k: v for k, v in segments[-1].items() if k != "from_epoch"} != runtime
+    )
+    if not segments or runtime_changed:
+        segments.append({"from_epoch": (last["epoch"] + 2) if last else 1, **runtime})
 
     seed_everything(epoch_seed(cfg.seed, -1, 0))  # the same initial weights on every rank
     model = method.adapt_model(
@@ -465,6 +476,12 @@ def train(
         clean_temporaries(run.path)
         if resume:
             state.load(last)
+            # the lr of the next epoch from this config's schedule: the optimizer's saved lr was
+            # set by the old one (e.g. cosine to 0 at the old number of epochs), and a run that
+            # is extended follows the longer run's schedule from here on
+            next_epoch = state.epoch + 1
+            for group, base in zip(optimizer.param_groups, state.scheduler.base_lrs):
+                group["lr"] = base * lr_factor(cfg, next_epoch)
             if d.main:
                 repair_best(run.path, {"epoch": state.epoch, "best": state.best})
         elif run.checkpoint("last").exists():  # every rank stops, none waits for the others
@@ -476,6 +493,17 @@ def train(
             run.path.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run.config)
             atomic_write_text(run.splits, yaml.safe_dump(splits, sort_keys=False))
+            atomic_write_text(run.path / "runtime.yaml", yaml.safe_dump(segments, sort_keys=False))
+            if runtime_changed:
+                before = {k: v for k, v in segments[-2].items() if k != "from_epoch"}
+                changes = [
+                    *changes,
+                    *(
+                        {"key": f"runtime.{k}", "was": before.get(k), "now": v}
+                        for k, v in runtime.items()
+                        if before.get(k) != v
+                    ),
+                ]
             if changes:
                 record_changes(run.path, state.epoch + 1, changes)
         log_rows = _read_log(run.log, state.epoch + 1) if d.main else []
@@ -486,6 +514,16 @@ def train(
         )
         trained_on = "" if method.train_split == "train" else f" of the {method.train_split} split"
         log.line(f"train: {splits['train_images']} images{trained_on} | val: {splits['val']}")
+        log.line(f"runs as {runtime_line(runtime)}")
+        for c in changes:
+            if c["key"].startswith("runtime."):
+                key = c["key"].removeprefix("runtime.")
+                log.line(
+                    f"resumed with {key} {c['now']}, trained until now with {c['was']}: the epochs "
+                    "from here on run differently (RUN/runtime.yaml, config_history.yaml)"
+                )
+            else:
+                log.line(f"changed on resume: {c['key']} {c['was']!r} -> {c['now']!r}")
         if splits["val_is_test"]:
             log.line("val is the test split: no best.pt is kept (it would choose on test)")
         overlay = (
@@ -518,6 +556,7 @@ def train(
             "num_classes": train_split.num_classes,
             "class_names": train_split.class_names,
             "splits": splits,
+            "runtime": segments,
             # relative data paths of the config are relative to this folder
             "workdir": last.get("workdir", os.getcwd()) if last else os.getcwd(),
         }

@@ -22,10 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.dataset import IGNORE  # a target pixel left out of the loss (ignore regions)
 from .base import Method, MixedBatch, attach_head, register_method
-
-#: target value of a pixel left out of the loss (OpenImages' ignore regions)
-IGNORE = 255
 
 
 class ForegroundHead(nn.Module):
