@@ -27,7 +27,7 @@ STAGES = [
     ["runtime", "rundir", "config", "tracking"],
     ["train", "evaluate", "results"],
     ["report", "gallery", "sweep"],
-    ["demo"],
+    ["demo", "predict"],
     ["cli"],
 ]
 

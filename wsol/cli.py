@@ -204,6 +204,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         if "=" in str(args.model) and not args.model.exists():
             raise ValueError(f"give the run folder or checkpoint first, then {args.model}")
+        if args.images is not None:
+            from .predict import predict_folder
+
+            run = args.model if args.model.is_dir() else args.model.parent
+            predict_folder(
+                args.model,
+                args.images,
+                args.out or run / f"boxes_{Path(args.images).resolve().name}",
+                threshold=args.threshold,
+                checkpoint=args.checkpoint,
+                cam_method=args.cam_method,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                device=args.device or "auto",
+                overlays=not args.no_overlays,
+                progress=not args.quiet,
+            )
+            return 0
         overrides = [*args.overrides, *args.set]
         if args.data is not None:
             overrides.append(f"data.root={args.data}")
@@ -271,6 +289,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         baseline=args.baseline,
         split=split,
+        boxes_out=args.baseline is None,
     )
     context = {
         "run": Path(args.cams).name if args.cams else f"{args.baseline} baseline",
@@ -300,7 +319,8 @@ def save_result_echo(result: dict, out: Path) -> None:
     from .results import format_table
 
     print(format_table(result))
-    files = [Path(out) / f for f in ("metrics.json", "metrics.csv", "per_image.csv")]
+    names = ("metrics.json", "metrics.csv", "per_image.csv", "boxes.csv", "boxes_coco.json")
+    files = [Path(out) / f for f in names]
     print("wrote " + ", ".join(str(f) for f in files if f.is_file()))
 
 
@@ -599,6 +619,14 @@ def _add_evaluate(sub) -> None:
         help="data root, if it moved since training (sets data.root); with --cams/--baseline: "
         "the CUB, synthetic or ImageNet root whose --split to evaluate against",
     )
+    m.add_argument(
+        "--images",
+        type=Path,
+        help="a folder of images with no metadata: the run's boxes (at --threshold, or the one "
+        "best on its val split) and overlays of every image, to --out (default "
+        "RUN/boxes_<folder name>): boxes.csv, boxes_coco.json, predictions.csv, overlays/",
+    )
+    m.add_argument("--no-overlays", action="store_true", help="with --images: no overlay pictures")
     m.add_argument(
         "--set",
         nargs="+",

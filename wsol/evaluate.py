@@ -15,7 +15,7 @@ from tqdm import tqdm
 from .baselines import BASELINES
 from .data.wsolmeta import read_wsol_metadata
 from .metrics import LocalizationEvaluator, Protocol, all_reduce_sum, ground_truth
-from .results import format_table, write_metrics
+from .results import format_table, write_boxes, write_metrics
 from .rundir import cam_path
 from .runtime import write_csv_rows
 
@@ -86,6 +86,7 @@ def evaluate_cams(
     allow_outside_root: bool = False,
     baseline: str | None = None,
     split=None,
+    boxes_out: bool = False,
 ) -> dict:
     """Evaluate a folder of CAMs (``CAM_DIR/<image_id>.npy``), or a ``baseline`` of
     :mod:`wsol.baselines` (``center``), against wsolevaluation metadata (or against ``split``,
@@ -95,6 +96,8 @@ def evaluate_cams(
     is given. Returns the result dict (see :class:`wsol.metrics.LocalizationEvaluator`).
     ``result["per_image"]`` is an iterator of per-image rows, made as it is consumed
     (:func:`save_result` writes it to per_image.csv), so memory does not grow with the images.
+    ``boxes_out``: also ``result["boxes"]``, the rows of boxes.csv (needs each image's size:
+    image_sizes.txt, or the image files under the metadata's image root).
     """
     if baseline is not None:
         if baseline not in BASELINES:
@@ -142,11 +145,141 @@ def evaluate_cams(
     result = evaluator.compute(fixed_threshold)
     result["dataset"] = split.name
     result["split"] = split.split
+    if boxes_out:  # a second pass over the CAM files, at the thresholds now known
+        p = protocol or Protocol()
+        records = split.by_id()
+        sized = all(r.size is not None or Path(r.path).is_file() for r in split.records)
+        thresholds = box_thresholds(result, p)
+        if sized and thresholds:
+            order = {image_id: k for k, image_id in enumerate(ids)}
+            cams = _FileCams(cams_dir, ids, batch_size, baseline, p)
+            rows = box_rows(cams, records, p, thresholds, labels)
+            result["boxes"] = sorted(rows, key=lambda r: _box_order(r, order))
+            result["box_class_names"] = list(split.class_names)
     # rows are made while per_image.csv is written (save_result): memory stays flat
     result["per_image"] = (
         {**row, "label": labels[row["image_id"]]} for row in evaluator.iter_per_image_rows(result)
     )
     return result
+
+
+class CamStore:
+    """The raw CAMs of an evaluation, kept for a second pass (the boxes at thresholds known only
+    at the end): in memory up to ``limit_bytes``, then in a temporary folder on disk."""
+
+    def __init__(self, limit_bytes: int = 256 * 2**20):
+        self.limit, self.size = limit_bytes, 0
+        self.parts: list = []  # (ids, array) in memory, or (ids, path) once spilled
+        self.tmp = None
+
+    def add(self, ids: list[str], raw: np.ndarray) -> None:
+        raw = np.asarray(raw, dtype=np.float32)
+        self.size += raw.nbytes
+        if self.size > self.limit and self.tmp is None:
+            import tempfile
+
+            self.tmp = Path(tempfile.mkdtemp(prefix="wsol_cams_"))
+            self.parts = [(i, self._spill(a)) for i, a in self.parts]
+        self.parts.append((list(ids), self._spill(raw) if self.tmp is not None else raw))
+
+    def _spill(self, raw: np.ndarray) -> Path:
+        path = self.tmp / f"{len(list(self.tmp.iterdir()))}.npy"
+        np.save(path, raw)
+        return path
+
+    def __iter__(self):
+        for ids, part in self.parts:
+            yield ids, (np.load(part) if isinstance(part, Path) else part)
+
+    def close(self) -> None:
+        if self.tmp is not None:
+            import shutil
+
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.parts, self.tmp = [], None
+
+
+def box_thresholds(result: dict, protocol: Protocol) -> dict[str, float]:
+    """The thresholds an evaluation's boxes are written at: ``chosen`` (the fixed threshold of
+    the loc metrics if there is one: given, chosen on val or the protocol's; else the best
+    one) and ``best@<IoU>`` (the threshold of each IoU's MaxBoxAcc, in the protocol's contour
+    mode). Empty where there is nothing to choose a threshold by (masks only, no threshold)."""
+    out: dict[str, float] = {}
+    loc = result.get("loc", {})
+    if "fixed_threshold" in loc:
+        out["chosen"] = float(loc["fixed_threshold"])
+    elif "best_threshold" in loc:
+        out["chosen"] = float(loc["best_threshold"])
+    elif protocol.fixed_threshold is not None:
+        out["chosen"] = float(protocol.fixed_threshold)
+    for d, values in result.get("box", {}).get(protocol.mode, {}).items():
+        out[f"best@{d}"] = float(values["best_threshold"])
+    return out
+
+
+def box_rows(
+    store, records: dict, protocol: Protocol, thresholds: dict[str, float], classes: dict
+) -> list[dict]:
+    """The rows of boxes.csv: every box of every image of ``store`` at each threshold, in the
+    original image's pixels (``records[image_id]``'s size, or its file's). ``classes``: the class
+    each image's CAM was read for."""
+    from PIL import Image
+
+    from .localize import box_to_image, boxes_from_scoremap, prepare_scoremaps
+
+    rows = []
+    names = list(thresholds)
+    for ids, raw in store:
+        maps = prepare_scoremaps(
+            raw, ids, protocol.eval_size, protocol.normalize, protocol.interpolation, "zero"
+        )
+        for image_id, scoremap in zip(ids, maps):
+            record = records[image_id]
+            size = record.size
+            if size is None:
+                with Image.open(record.path) as im:
+                    size = im.size
+            sets = boxes_from_scoremap(
+                scoremap, [thresholds[n] for n in names], protocol.multi_contour
+            )
+            for which, boxes in zip(names, sets):
+                for k, box in enumerate(boxes):
+                    x0, y0, x1, y1 = (int(v) for v in box)
+                    ox0, oy0, ox1, oy1 = box_to_image(box, protocol.eval_size, size)
+                    rows.append(
+                        {
+                            "image_id": image_id,
+                            "class": int(classes[image_id]),
+                            "which": which,
+                            "score_threshold": thresholds[which],
+                            "box": k,
+                            "x0": ox0,
+                            "y0": oy0,
+                            "x1": ox1,
+                            "y1": oy1,
+                            "score": float(scoremap[y0 : y1 + 1, x0 : x1 + 1].mean()),
+                            "image_width": int(size[0]),
+                            "image_height": int(size[1]),
+                        }  # fmt: skip
+                    )
+    return rows
+
+
+def _box_order(row: dict, order: dict) -> tuple:
+    """boxes.csv's order: images as in the split, ``chosen`` first, then by IoU and box."""
+    which = row["which"]
+    return (order[row["image_id"]], which != "chosen", which, row["box"])
+
+
+class _FileCams:
+    """A CAM folder read again, batch by batch, for :func:`box_rows`."""
+
+    def __init__(self, cams_dir, ids, batch_size, baseline, protocol):
+        self.args = (cams_dir, ids, batch_size, baseline, protocol)
+
+    def __iter__(self):
+        for cams, batch_ids in _cam_batches(*self.args):
+            yield batch_ids, cams
 
 
 def _add_labels(rows: list[dict], labels: dict[str, int]) -> list[dict]:
@@ -162,7 +295,11 @@ def save_result(
     and print the headline table."""
     result = dict(result)
     rows = result.pop("per_image", None)
+    boxes = result.pop("boxes", None)
+    names = result.pop("box_class_names", None) or (context or {}).get("class_names") or []
     json_path, csv_path = write_metrics(out_dir, result, context)
+    if boxes:
+        write_boxes(out_dir, boxes, list(names))
     wrote_rows = rows is not None and write_csv_rows(Path(out_dir) / "per_image.csv", rows) > 0
     if echo:
         print(format_table(result))
@@ -196,6 +333,7 @@ def evaluate_model(
     per_image: bool = True,
     progress: bool = True,
     cam_reader=None,
+    boxes_out: bool = False,
 ) -> dict:
     """Classify a split and evaluate its CAMs (of the GT class) in the same forward pass.
 
@@ -210,6 +348,8 @@ def evaluate_model(
             map's resolution for CAM: 14 x 14 is 0.9 KB a file; at the input resolution for the
             Grad-CAM family), to ``save_cams/<image_id>.npy``; ``wsol evaluate --cams`` resizes
             and normalises them as this evaluation did, so it reproduces the numbers exactly.
+        boxes_out: also return ``result["boxes"]``, the rows of boxes.csv (:func:`box_rows`:
+            every image's boxes at the chosen threshold and at each IoU's best one).
     """
     import torch
     from torch.utils.data import DataLoader, Subset
@@ -233,6 +373,7 @@ def evaluate_model(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     top1_total = top5_total = seen = 0
     ids_all = [r.image_id for r in split.records]
+    store = CamStore() if boxes_out and evaluator is not None else None
     bar = tqdm(total=len(dataset), desc=f"evaluate {split.split}", unit="img", disable=not progress)
     for images, labels, indices in loader:
         images = images.to(device, non_blocking=True)
@@ -249,6 +390,8 @@ def evaluate_model(
         if evaluator is not None:
             raw = cams.float().cpu().numpy()
             evaluator.update(raw, ids, top1_ok, top5_ok, top5[:, 0].tolist())
+            if store is not None:
+                store.add(ids, raw)
             if save_cams is not None:  # the raw float32 map the evaluator read: exact, small
                 for image_id, cam in zip(ids, raw):
                     path = cam_path(save_cams, image_id)
@@ -277,6 +420,17 @@ def evaluate_model(
         order = {image_id: k for k, image_id in enumerate(ids_all)}
         result["per_image"] = sorted(
             _add_labels(rows, labels), key=lambda row: order[row["image_id"]]
+        )
+    if store is not None:
+        try:
+            thresholds = box_thresholds(result, protocol or Protocol())
+            labels = {r.image_id: r.label for r in split.records}
+            rows = box_rows(store, split.by_id(), protocol or Protocol(), thresholds, labels)
+        finally:
+            store.close()
+        order = {image_id: k for k, image_id in enumerate(ids_all)}
+        result["boxes"] = sorted(
+            _gather_rows(rows), key=lambda r: (order[r["image_id"]], r["which"], r["box"])
         )
     return result
 
@@ -490,6 +644,7 @@ def evaluate_checkpoint(
         "evaluation": key,
         "runtime": ckpt.get("runtime"),  # how the evaluated model was trained
         "eval_runtime": runtime_record(d, batch_size),  # how this evaluation ran
+        "class_names": list(target.class_names),
     }
     stage = stage_folder(out) if d.main else out.parent / f".{out.name}.partial"
     if d.world > 1:
@@ -518,6 +673,7 @@ def evaluate_checkpoint(
             save_cams=stage / "cams" if save_cams else None,
             amp_dtype=dtype,
             progress=progress and d.main,
+            boxes_out=True,
             **common,
         )
         if d.world > 1:
@@ -536,7 +692,7 @@ def evaluate_checkpoint(
     if d.main:
         if echo:
             print(format_table(result))
-            files = ["metrics.json", "metrics.csv", "per_image.csv"]
+            files = ["metrics.json", "metrics.csv", "per_image.csv", "boxes.csv", "boxes_coco.json"]
             print("wrote " + ", ".join(str(out / f) for f in files if (out / f).is_file()))
         if echo and save_cams:
             count = sum(1 for _ in (out / "cams").rglob("*.npy"))

@@ -117,10 +117,23 @@ def _split(run: EvalRun, images_root: Path | None):
         if images_root is None:
             raise ValueError(f"{run.folder} evaluated a CAM folder: give --images (the image root)")
         return read_wsol_metadata(ctx["metadata"], images_root)
+    import dataclasses
+
     from .config import DataConfig
     from .data.splits import load_split
 
-    data = DataConfig(**ctx["data"])
+    known = {f.name for f in dataclasses.fields(DataConfig)}
+    saved = dict(ctx.get("data") or {})
+    unknown = sorted(set(saved) - known)
+    if unknown:  # an evaluation folder written by another version of wsol
+        import warnings
+
+        warnings.warn(
+            f"{run.folder}/metrics.json: data keys this version does not know, ignored: "
+            f"{', '.join(unknown)}",
+            stacklevel=2,
+        )
+    data = DataConfig(**{k: v for k, v in saved.items() if k in known})
     if images_root is not None:
         data.root = str(images_root)
     return load_split(data, ctx.get("split", "test"))

@@ -251,6 +251,23 @@ def boxes_from_scoremap(
     return out
 
 
+def box_to_image(box, eval_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[int, ...]:
+    """An inclusive (x0, y0, x1, y1) box on the evaluation grid (``eval_size`` = (w, h), e.g.
+    224 x 224) in the original image's pixels (``image_size`` = (W, H)), inclusive too: grid
+    pixel x covers image columns [x W / w, (x + 1) W / w), so x0 -> floor(x0 W / w) and x1 ->
+    ceil((x1 + 1) W / w) - 1, clipped to the image."""
+    import math
+
+    (w, h), (W, H) = eval_size, image_size
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return (
+        max(0, min(W - 1, math.floor(x0 * W / w))),
+        max(0, min(H - 1, math.floor(y0 * H / h))),
+        max(0, min(W - 1, math.ceil((x1 + 1) * W / w) - 1)),
+        max(0, min(H - 1, math.ceil((y1 + 1) * H / h) - 1)),
+    )
+
+
 def threshold_ious_reference(
     scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray, multi_contour: bool = False
 ) -> np.ndarray:

@@ -86,3 +86,65 @@ def format_table(result: Mapping) -> str:
             text = f"{value:.4f}" if "threshold" in key else f"{value:.2f}"
             lines.append(f"{key:<{width}}  {text}")
     return "\n".join(lines)
+
+
+#: boxes.csv's columns (docs/metrics.md, "Boxes out")
+BOX_COLUMNS = (
+    "image_id", "class", "class_name", "which", "score_threshold", "box", "x0", "y0", "x1", "y1",
+    "score", "image_width", "image_height",
+)  # fmt: skip
+
+
+def write_boxes(out_dir: str | Path, rows: list[dict], class_names: list[str]) -> list[Path]:
+    """``boxes.csv`` (every box of every image: at the chosen threshold, ``which`` ``chosen``,
+    and at the best threshold of each IoU, ``best@<IoU>``) and ``boxes_coco.json`` (the chosen
+    boxes, in COCO's detection-result layout with its images and categories). Coordinates are
+    the original image's pixels, x1 / y1 inclusive (the reference's convention); COCO's
+    ``bbox`` is [x, y, width, height] with width = x1 - x0 + 1."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        c = int(r["class"])
+        r["class_name"] = class_names[c] if 0 <= c < len(class_names) else ""
+    write_csv(out / "boxes.csv", rows, list(BOX_COLUMNS))
+    images, seen = [], {}
+    for r in rows:
+        if r["image_id"] not in seen:
+            seen[r["image_id"]] = len(seen) + 1
+            images.append(
+                {
+                    "id": seen[r["image_id"]],
+                    "file_name": r["image_id"],
+                    "width": r["image_width"],
+                    "height": r["image_height"],
+                }  # fmt: skip
+            )
+    labels = sorted({int(r["class"]) for r in rows})
+    categories = [
+        {"id": c, "name": class_names[c] if c < len(class_names) else str(c)} for c in labels
+    ]
+    annotations = []
+    for r in rows:
+        if r["which"] != "chosen":
+            continue
+        w, h = r["x1"] - r["x0"] + 1, r["y1"] - r["y0"] + 1
+        annotations.append(
+            {
+                "id": len(annotations) + 1,
+                "image_id": seen[r["image_id"]],
+                "category_id": int(r["class"]),
+                "bbox": [r["x0"], r["y0"], w, h],
+                "area": w * h,
+                "score": r["score"],
+                "iscrowd": 0,
+                "score_threshold": r["score_threshold"],
+            }  # fmt: skip
+        )
+    coco = {
+        "info": {"description": "wsol: boxes from CAMs at the chosen threshold"},
+        "images": images,
+        "categories": categories,
+        "annotations": annotations,
+    }
+    atomic_write_text(out / "boxes_coco.json", json.dumps(coco) + "\n")
+    return [out / "boxes.csv", out / "boxes_coco.json"]
