@@ -194,6 +194,7 @@ def test_protocol_record_says_every_choice():
         "multi_contour": False,
         "invalid_cams": "error",
         "name": "wsolevaluation",
+        "headline": "MaxBoxAccV2",  # what its comparisons report
         "resize": "cv2.resize cubic, float64",
         "iou_convention": "+1 pixel (inclusive x1, y1)",
         "binarisation": "uint8 map > int(t * max), cv2.THRESH_BINARY",
