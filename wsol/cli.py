@@ -9,6 +9,42 @@ import time
 from pathlib import Path
 
 
+# ---------------------------------------------------------------- numbers on the command line
+def number(kind=int, low=None, high=None, low_open: bool = False, high_open: bool = False):
+    """An argparse ``type``: a finite ``kind`` (int or float) within [low, high] (ends open where
+    asked), or argparse's error naming the option and the allowed range; one check for every
+    number a user types (nan, inf and 1e400 are refused, never clamped)."""
+    import math
+
+    what = "a whole number" if kind is int else "a number"
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high}")
+    allowed = f"{what} {' and '.join(bounds)}".strip()
+
+    def parse(text: str):
+        try:
+            value = float(text)
+            if kind is int:
+                if not math.isfinite(value) or value != int(value):
+                    raise ValueError
+                value = int(value)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text}")
+        return value
+
+    parse.__name__ = "number"  # what argparse names in its own messages
+    return parse
+
+
 # ---------------------------------------------------------------- data
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from .data.synth import SynthSpec, make_synthetic, make_synthetic_openimages
@@ -338,13 +374,13 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--cam-curve-interval",
-        type=float,
+        type=number(float, 0, 1, low_open=True, high_open=True),
         default=0.001,
         help="threshold grid spacing (default 0.001)",
     )
     g.add_argument(
         "--iou",
-        type=int,
+        type=number(int, 0, 100, low_open=True),
         nargs="+",
         default=[30, 50, 70],
         help="IoU levels in percent (default 30 50 70)",
@@ -371,7 +407,9 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
         "as the reference does",
     )
     g.add_argument(
-        "--threshold", type=float, help="fixed CAM threshold for the loc metrics (chosen on val)"
+        "--threshold",
+        type=number(float, 0, 1),
+        help="fixed CAM threshold for the loc metrics (chosen on val)",
     )
     g.add_argument(
         "--threshold-from", type=Path, help="take the fixed threshold from a val metrics.json"
@@ -471,15 +509,22 @@ def _add_data_synth(sub) -> None:
     )
     p.add_argument(
         "--val",
-        type=int,
+        type=number(int, 1),
         default=25,
         help="openimages: val (train-fullsup) images per class (default 25, as the reference's)",
     )
-    p.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
-    p.add_argument("--train", type=int, default=1000, help="training images (default 1000)")
-    p.add_argument("--test", type=int, default=500, help="test images (default 500)")
     p.add_argument(
-        "--size", type=int, default=64, help="smallest image side in pixels (default 64)"
+        "--classes", type=number(int, 1), default=10, help="number of classes (default 10)"
+    )
+    p.add_argument(
+        "--train", type=number(int, 1), default=1000, help="training images (default 1000)"
+    )
+    p.add_argument("--test", type=number(int, 1), default=500, help="test images (default 500)")
+    p.add_argument(
+        "--size",
+        type=number(int, 16),
+        default=64,
+        help="smallest image side in pixels, at least 16 (default 64)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
@@ -537,7 +582,10 @@ def _add_data_convert(sub) -> None:
         "--out", type=Path, required=True, help="metadata root to write (OUT/CUB/<split>)"
     )
     p.add_argument(
-        "--val-per-class", type=int, default=5, help="held-out val images per class (default 5)"
+        "--val-per-class",
+        type=number(int, 0),
+        default=5,
+        help="held-out val images per class (default 5)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the val draw (default 0)")
     p.set_defaults(func=cmd_data_convert)
@@ -652,8 +700,12 @@ def _add_evaluate(sub) -> None:
         action="store_true",
         help="fix the loc threshold at val's best (written to OUT/val)",
     )
-    m.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
-    m.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
+    m.add_argument(
+        "--batch-size", type=number(int, 1), default=64, help="images per batch (default 64)"
+    )
+    m.add_argument(
+        "--workers", type=number(int, 0), default=2, help="data loader processes (default 2)"
+    )
     m.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto")
     add_protocol_arguments(p)
     p.set_defaults(func=cmd_evaluate)
@@ -720,7 +772,7 @@ def _add_gallery(sub) -> None:
         help="which images: best/worst IoU of the first run, random, per class, or diff (half the "
         "largest IoU gains of the last run over the first, half its largest losses)",
     )
-    p.add_argument("--count", type=int, default=16, help="images to show (default 16)")
+    p.add_argument("--count", type=number(int, 1), default=16, help="images to show (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random selection")
     p.add_argument(
         "--data",
@@ -753,7 +805,9 @@ def _add_compare(sub) -> None:
         "runs", nargs="+", type=Path, help="evaluation folders, or run folders with eval_test"
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument(
+        "--bootstrap", type=number(int, 1), default=2000, help="bootstrap resamples (default 2000)"
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=cmd_compare)
 
@@ -776,7 +830,10 @@ def _add_sweep(sub) -> None:
         "--space", type=Path, required=True, help="search space YAML (see configs/spaces/)"
     )
     p.add_argument(
-        "--trials", type=int, default=30, help="complete trials the study needs (default 30)"
+        "--trials",
+        type=number(int, 1),
+        default=30,
+        help="complete trials the study needs (default 30)",
     )
     p.add_argument(
         "--out", type=Path, required=True, help="sweep folder (trials, sweep.csv, best.yaml)"
@@ -794,7 +851,9 @@ def _add_sweep(sub) -> None:
         help="default random (as Choe et al.)",
     )
     p.add_argument("--seed", type=int, help="sampler seed (default: none)")
-    p.add_argument("--nproc", type=int, default=1, help="processes per trial (torchrun; default 1)")
+    p.add_argument(
+        "--nproc", type=number(int, 1), default=1, help="processes per trial (torchrun; default 1)"
+    )
     p.add_argument(
         "--prune", action="store_true", help="stop poor trials early (median rule, per-epoch val)"
     )
@@ -805,7 +864,7 @@ def _add_sweep(sub) -> None:
     )
     p.add_argument(
         "--heartbeat",
-        type=float,
+        type=number(float, 0, low_open=True),
         default=60.0,
         help="seconds between a trial's heartbeats; a trial silent for 3 of them is failed and "
         "retried (default 60)",
@@ -825,7 +884,9 @@ def _add_demo(sub) -> None:
     p.add_argument(
         "--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)"
     )
-    p.add_argument("--seeds", type=int, default=1, help="training seeds per method (default 1)")
+    p.add_argument(
+        "--seeds", type=number(int, 1), default=1, help="training seeds per method (default 1)"
+    )
     p.add_argument(
         "--methods",
         default="base,cutmix",
@@ -833,7 +894,9 @@ def _add_demo(sub) -> None:
         "baseline, trained on the val split only; default base,cutmix; base is always trained, "
         "every difference is to it)",
     )
-    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's 12)")
+    p.add_argument(
+        "--epochs", type=number(int, 1), help="training epochs (default: the recipe's 12)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 

@@ -98,6 +98,7 @@ def read_space(path: str | Path) -> list[Dimension]:
                 config_from_dict({}, [f"{key}={value}"])
             except ConfigError as err:
                 detail = str(err).split("\n", 1)[-1].strip()
+                detail = detail.removeprefix(f"{key}: ")  # the key is said once, in `where`
                 errors.append(f"{where}: {detail}")
                 break
     if errors:
@@ -227,10 +228,47 @@ def check_same_study(study, identity: dict) -> None:
         study.set_user_attr("fingerprint", fingerprint)
         study.set_user_attr("identity", identity)
     elif known != fingerprint:
-        raise ValueError(
-            f"study {study.study_name!r} was made with another config, overrides or space "
-            f"({study.user_attrs.get('identity')}); use another --study name or --out folder"
+        had = study.user_attrs.get("identity") or {}
+        changes = _identity_changes(had, identity)
+        shown = "; ".join(changes[:5]) + (
+            f"; and {len(changes) - 5} more" if len(changes) > 5 else ""
         )
+        raise ValueError(
+            f"study {study.study_name!r} was made from another config, overrides or space, and "
+            f"this command differs in: {shown or 'its recorded identity'}. Run the study's own "
+            "command again, or start another study (--study NAME or another --out folder)"
+        )
+
+
+def _identity_changes(had: dict, now: dict) -> list[str]:
+    """What differs between two studies' identities, one phrase per key: config keys with both
+    values, the overrides added and dropped, the space's dimensions."""
+    from .config import flatten
+
+    out = []
+    a, b = flatten(had.get("config") or {}), flatten(now.get("config") or {})
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            out.append(f"config {key} {a.get(key, '(none)')!r} -> {b.get(key, '(none)')!r}")
+    was, new = set(had.get("overrides") or []), set(now.get("overrides") or [])
+    out += [f"override {o} dropped" for o in sorted(was - new)]
+    out += [f"override {o} added" for o in sorted(new - was)]
+    dims_a = {d.get("key"): d for d in had.get("space") or []}
+    dims_b = {d.get("key"): d for d in now.get("space") or []}
+    for key in sorted(set(dims_a) | set(dims_b), key=str):
+        if dims_a.get(key) != dims_b.get(key):
+            if key not in dims_a or key not in dims_b:
+                out.append(f"space key {key} {'added' if key in dims_b else 'dropped'}")
+            else:
+                fields = [f for f in dims_b[key] if dims_a[key].get(f) != dims_b[key].get(f)]
+                out.append(
+                    "space "
+                    + ", ".join(
+                        f"{key}.{f} {dims_a[key].get(f)!r} -> {dims_b[key].get(f)!r}"
+                        for f in fields
+                    )
+                )
+    return out
 
 
 def counted_before(study, number: int) -> int:

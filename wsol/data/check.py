@@ -9,7 +9,7 @@ from tqdm import tqdm
 from .cub import is_cub_root, read_cub
 from .imagenet import is_imagenet_root, read_imagenet_val
 from .records import DatasetSplit, Problem, ProblemLog, read_lines
-from .wsolmeta import find_metadata_dirs, read_wsol_metadata
+from .wsolmeta import find_metadata_dirs, read_class_names, read_wsol_metadata
 
 
 def detect_format(path: str | Path) -> str:
@@ -77,7 +77,12 @@ def check_dataset(
     elif fmt == "wsol":
         for meta in find_metadata_dirs(path):
             split = read_wsol_metadata(
-                meta, images, masks, log=log, allow_outside_root=allow_outside_root
+                meta,
+                images,
+                masks,
+                log=log,
+                allow_outside_root=allow_outside_root,
+                class_names=read_class_names(meta) or None,  # labels beyond the list: problems
             )
             lines = {
                 text: (meta / "image_ids.txt", n) for n, text in read_lines(meta / "image_ids.txt")

@@ -123,7 +123,12 @@ def read_wsol_metadata(
             continue
         label = labels[image_id][1][0]
         if label < 0 or (class_names and label >= len(class_names)):
-            log.add(meta / "class_labels.txt", labels[image_id][0], f"label {label} out of range")
+            known = f" (the class list has {len(class_names)}: 0..{len(class_names) - 1})"
+            log.add(
+                meta / "class_labels.txt",
+                labels[image_id][0],
+                f"label {label} out of range{known if class_names and label >= 0 else ''}",
+            )
             continue
         size = None
         if image_id in sizes:
