@@ -123,8 +123,13 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import find_recipe, list_recipes, load_config
     from .train import train
+
+    if args.recipes:
+        for name in list_recipes():
+            print(name)
+        return 0
 
     overrides = list(args.overrides)
     if args.skip_bad_images:
@@ -141,6 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not (args.resume and args.out):
             raise ValueError("give a CONFIG, or --resume with --out RUN_DIR")
         config = args.out / "config.yaml"
+    config = find_recipe(config)  # a file, or a shipped recipe's name
     cfg = load_config(config, overrides)
     out = args.out or Path("runs") / Path(config).stem
     row = train(cfg, out, resume=args.resume, progress=not args.quiet)  # quiet: lines, no bars
@@ -159,10 +165,33 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import list_models
+    import warnings
 
-    for name in list_models(args.pattern):
-        print(name)
+    import torch
+
+    from .models import create_model, list_models
+
+    names = list_models(args.pattern)
+    if not names:
+        raise ValueError(f"no registered model matches {args.pattern!r}")
+    if args.names:
+        for name in names:
+            print(name)
+        return 0
+    print(f"{'model':<14} {'CAM at 224 px':<14} {'large feature map':<18} parameters (200 classes)")
+    for name in names:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            model = create_model(name, num_classes=200).eval()
+            size = tuple(model.forward_features(torch.zeros(1, 3, 224, 224)).shape[-2:])
+            try:
+                large = create_model(name, num_classes=200, large_feature_map=True).eval()
+                big = tuple(large.forward_features(torch.zeros(1, 3, 224, 224)).shape[-2:])
+                big_text = f"{big[0]} x {big[1]}"
+            except ValueError:
+                big_text = "-"
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{name:<14} {f'{size[0]} x {size[1]}':<14} {big_text:<18} {params:,}")
     return 0
 
 
@@ -436,7 +465,8 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         images_root=args.images,
         device=str(resolve_device(args.device)),
     )
-    print(f"wrote {written['png']} and {written['html']}")
+    if not args.quiet:
+        print(f"wrote {written['png']} and {written['html']}")
     return 0
 
 
@@ -444,6 +474,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .report import answer_sentences, compare_runs
 
     written = compare_runs(args.runs, args.out, n_boot=args.bootstrap, seed=args.seed)
+    if args.quiet:  # the files only
+        print(" ".join(str(p) for p in written.values() if isinstance(p, Path)))
+        return 0
     print((Path(args.out) / "table.md").read_text())
     for name, path in written.items():
         print(f"{name}: {path}")
@@ -498,6 +531,10 @@ def _add_data_synth(sub) -> None:
     p = sub.add_parser(
         "synth",
         help="write the synthetic WSOL data set (CUB-200-2011 layout, or OpenImages with masks)",
+        description="Write the synthetic WSOL set: objects whose class shows only in a small "
+        "'head', on cluttered backgrounds, with boxes and masks (docs/data.md). --layout cub "
+        "(default) writes a CUB-200-2011 root; --layout openimages wsolevaluation's OpenImages "
+        "layout (instance and ignore masks).",
     )
     p.add_argument("out", type=Path, help="output folder (a CUB root, or the OpenImages layout's)")
     p.add_argument(
@@ -722,10 +759,14 @@ def _add_train(sub) -> None:
         "config",
         nargs="?",
         type=Path,
-        help="YAML config, e.g. configs/cub_resnet50_cutmix.yaml (with --resume: default OUT/config.yaml)",
+        help="YAML config, e.g. configs/cub_resnet50_cutmix.yaml, or a shipped recipe's name "
+        "(cub_resnet50_cutmix; --recipes lists them); with --resume: default OUT/config.yaml",
     )
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--out", type=Path, help="run folder (default runs/<config name>)")
+    p.add_argument(
+        "--recipes", action="store_true", help="list the shipped recipes by name, and stop"
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last.pt"
     )
@@ -749,8 +790,14 @@ def _add_train(sub) -> None:
 
 
 def _add_models(sub) -> None:
-    p = sub.add_parser("models", help="list the registered models")
+    p = sub.add_parser(
+        "models",
+        help="list the registered models: CAM size and parameters",
+        description="One line per registered model: its CAM size at 224 px (and with "
+        "model.large_feature_map), and its parameters with a 200-class classifier.",
+    )
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*'")
+    p.add_argument("--names", action="store_true", help="only the names, one per line")
     p.set_defaults(func=cmd_models)
 
 
@@ -772,6 +819,7 @@ def _add_gallery(sub) -> None:
         help="which images: best/worst IoU of the first run, random, per class, or diff (half the "
         "largest IoU gains of the last run over the first, half its largest losses)",
     )
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--count", type=number(int, 1), default=16, help="images to show (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random selection")
     p.add_argument(
@@ -807,6 +855,9 @@ def _add_compare(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
         "--bootstrap", type=number(int, 1), default=2000, help="bootstrap resamples (default 2000)"
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="print only the files written (no table, no sentences)"
     )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=cmd_compare)
@@ -902,14 +953,23 @@ def _add_demo(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="wsol",
         description="Weakly supervised object localization: train CutMix and baseline classifiers, "
         "extract CAMs and measure localization with the wsolevaluation protocol.",
     )
+    parser.add_argument("--version", action="version", version=f"wsol {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    data = sub.add_parser("data", help="create, convert and check data sets")
+    data = sub.add_parser(
+        "data",
+        help="create, convert and check data sets",
+        description="The data sets' commands: synth (the synthetic set, CUB or OpenImages "
+        "layout), check (every problem with its file and line), convert (CUB to the "
+        "wsolevaluation metadata layout).",
+    )
     dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
 
     _add_data_synth(dsub)

@@ -265,6 +265,45 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def recipes_folder() -> Path:
+    """Where the shipped recipes are: the installed package's ``wsol/configs`` (the repository's
+    ``configs/``, which setuptools maps onto it), or a checkout's ``configs/``."""
+    from importlib import resources
+
+    try:
+        folder = Path(str(resources.files("wsol.configs")))
+        if folder.is_dir() and any(folder.glob("*.yaml")):
+            return folder
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def list_recipes() -> list[str]:
+    """The names of the shipped recipes (``cub_resnet50_cutmix``, ...)."""
+    return sorted(p.stem for p in recipes_folder().glob("*.yaml"))
+
+
+def find_recipe(name: str | Path) -> Path:
+    """A config file: ``name`` itself if it is a file, else the shipped recipe of that name
+    (``cub_resnet50_cutmix`` or ``cub_resnet50_cutmix.yaml``); a name that is neither is an
+    error that lists the closest recipes."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    stem = path.name.removesuffix(".yaml")
+    if path.parent == Path(".") and (recipes_folder() / f"{stem}.yaml").is_file():
+        return recipes_folder() / f"{stem}.yaml"
+    import difflib
+
+    close = difflib.get_close_matches(stem, list_recipes(), n=4, cutoff=0.5)
+    hint = f"; shipped recipes like it: {', '.join(close)}" if close else ""
+    raise FileNotFoundError(
+        f"config {name} is neither a file nor a shipped recipe{hint} (`wsol train --recipes` "
+        "lists them all)"
+    )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML).
 
