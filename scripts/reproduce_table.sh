@@ -103,8 +103,8 @@ data_overrides() {
 EVALS=()
 for data in "${DATASETS[@]}"; do
   case $data in
-    cub) run wsol data check "$CUB_META" --images "$CUB" --quiet ;;
-    openimages) run wsol data check "$OPENIMAGES_META" --images "$OPENIMAGES" --masks "$OPENIMAGES_MASKS" --quiet ;;
+    cub) run wsol data check "$CUB_META" --data "$CUB" --quiet ;;
+    openimages) run wsol data check "$OPENIMAGES_META" --data "$OPENIMAGES" --masks "$OPENIMAGES_MASKS" --quiet ;;
   esac
   if [ -z "${SKIP_CENTER:-}" ]; then
     case $data in

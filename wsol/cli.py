@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -102,7 +103,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
         return 1
     print(f"ok: {count} images in {len(splits)} split(s), no problems")
     if args.images is None and not args.deep and detect_format(args.path) == "wsol":
-        print("note: image files were not opened (pass --images ROOT to check them too)")
+        print("note: image files were not opened (pass --data ROOT to check them too)")
     return 0
 
 
@@ -342,6 +343,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 "(a CUB, synthetic or ImageNet root; with --split)"
             )
         split = _data_split(args.data, args.split, args.allow_outside_root)
+    elif args.data is not None:  # --metadata with its image root: image sizes, boxes.csv
+        from .data.cub import is_cub_root
+        from .data.wsolmeta import read_wsol_metadata
+
+        images, masks = Path(args.data), args.masks
+        if is_cub_root(images):  # a CUB root stands for its images/ and segmentations/
+            images, masks = images / "images", masks or images / "segmentations"
+        elif masks is None and (images.parent / "segmentations").is_dir():
+            masks = images.parent / "segmentations"
+        split = read_wsol_metadata(
+            args.metadata,
+            images,
+            masks if masks is not None else images,
+            allow_outside_root=args.allow_outside_root,
+        )
     result = evaluate_cams(
         args.cams,
         args.metadata,
@@ -486,11 +502,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .config import find_recipe
     from .sweep import evaluate_best, parse_seeds, run_sweep
 
     seeds = parse_seeds(args.test_best) if args.test_best is not None else None
     written = run_sweep(
-        args.config,
+        find_recipe(args.config),
         args.overrides,
         args.space,
         args.trials,
@@ -582,15 +599,18 @@ def _add_data_check(sub) -> None:
         "path", type=Path, help="CUB root, metadata folder (split or parent) or ImageNet root"
     )
     p.add_argument(
+        "--data",
         "--images",
+        dest="images",
         type=Path,
         help="image root for a metadata folder (image ids are relative to it); a CUB root "
-        "(as `wsol data convert` reads) stands for its images/ and segmentations/",
+        "(as `wsol data convert` reads) stands for its images/ and segmentations/ (--images is "
+        "its old name)",
     )
     p.add_argument(
         "--masks",
         type=Path,
-        help="mask root for a metadata folder (default: --images, or the segmentations/ beside "
+        help="mask root for a metadata folder (default: --data, or the segmentations/ beside "
         "a CUB images/ folder)",
     )
     p.add_argument(
@@ -989,8 +1009,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        # `wsol train CONFIG --out RUN key=value`: overrides may follow the options too
-        if args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        # `wsol train CONFIG --out RUN key=value`, `wsol evaluate --quiet RUN --out X k=v`:
+        # overrides may stand anywhere on the line of every command that takes them
+        looks = re.compile(r"^[A-Za-z_][\w.]*=")
+        if hasattr(args, "overrides") and all(looks.match(e) for e in extra):
             args.overrides = [*args.overrides, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -243,6 +243,17 @@ def check_config(cfg: TrainConfig) -> list[str]:
             section, _, name = key.rpartition(".")
             value = getattr(getattr(cfg, section) if section else cfg, name)
             errors.append(f"{key}: must be {must}, not {value!r}")
+    if cfg.data.val_per_class > 0 and cfg.data.format == "imagenet" and not cfg.data.metadata:
+        errors.append(
+            "data.val_per_class: with data.format imagenet and no data.metadata, val is the test "
+            "split (ILSVRC val), which is not capped: give data.metadata (ImageNetV2 as val) or "
+            "leave data.val_per_class 0"
+        )
+    if cfg.data.proxy_train and not cfg.data.metadata:
+        errors.append(
+            "data.proxy_train: needs data.metadata (its train/image_ids_proxy.txt lists the proxy "
+            "training set)"
+        )
     if cfg.model.keep_pretrained_classifier and not create_method(cfg.method).keeps_classifier:
         errors.append(
             f"model.keep_pretrained_classifier: method {cfg.method.method} replaces the "

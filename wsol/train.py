@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .config import RUN_ONLY_KEYS, TrainConfig, config_to_dict, flatten, save_config
 from .data.dataset import LocalizationDataset, RecordDataset, collate_skipping, train_transform
-from .data.splits import NoValSplit, load_split, val_is_test, val_source
+from .data.splits import NoValSplit, check_mask_files, load_split, val_is_test, val_source
 from .methods import Method, MethodConfig, create_method
 from .models import create_model
 from .rundir import RunDir
@@ -389,6 +389,9 @@ def _load_splits(cfg: TrainConfig, method: Method):
         raise ValueError(f"the {method.train_split} split of {cfg.data.root} is empty")
     _check_labels(train_split)
     _check_select_metric(cfg, val_split)
+    for split in (train_split, val_split):
+        if split is not None and split.has_masks:
+            check_mask_files(split)
     return train_split, val_split
 
 

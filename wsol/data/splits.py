@@ -46,6 +46,29 @@ def val_source(data) -> str:
     return "none"
 
 
+def mask_root(data, root: Path) -> Path:
+    """Where mask paths are relative to: ``data.masks``; else, as ``wsol data check`` finds
+    them, the ``segmentations/`` beside an ``images/`` root (CUB's layout); else the root."""
+    if data.masks:
+        return Path(data.masks)
+    beside = root.parent / "segmentations"
+    if root.name == "images" and beside.is_dir():
+        return beside
+    return root
+
+
+def check_mask_files(split: DatasetSplit) -> None:
+    """Every mask file of ``split`` exists: a missing one fails before the first epoch (not at
+    the end of it, when the val split is first evaluated), naming the file."""
+    for r in split.records:
+        for path in (*r.mask_paths, *((r.ignore_path,) if r.ignore_path else ())):
+            if not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"mask {path} of image {r.image_id} ({split.split} split) does not exist: "
+                    "set data.masks to the mask root (wsol data check lists every missing file)"
+                )
+
+
 def val_is_test(data) -> bool:
     """True when the config's val split is its test split (ImageNet with only the ILSVRC val
     boxes, or metadata whose val and test folders are one): choosing a checkpoint on it would
@@ -112,7 +135,7 @@ def _load_split(data, split: str) -> DatasetSplit:
         return read_wsol_metadata(
             meta,
             root,
-            data.masks or root,
+            mask_root(data, root),
             class_names=read_class_names(meta) or None,
             allow_outside_root=outside,
         )
