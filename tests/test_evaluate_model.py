@@ -109,6 +109,9 @@ def test_gallery_and_compare(trained_runs, tmp_path):
         == 0
     )
     assert (gallery / "gallery.png").stat().st_size > 0
+    # for papers: the same grid as PDF and SVG; the legend names the colours
+    assert (gallery / "gallery.pdf").stat().st_size > 0 and (gallery / "gallery.svg").is_file()
+    assert "vermillion" in (gallery / "gallery.svg").read_text()
     page = (gallery / "index.html").read_text()
     sources = re.findall(r"src='([^']+)'", page)
     assert len(sources) == 10  # 5 images x 2 runs
@@ -178,6 +181,11 @@ def test_gallery_and_compare(trained_runs, tmp_path):
         "cam_curve_interval",
     } <= set(runs_csv.columns)
     assert (compare / "maxboxacc_curves.png").is_file() and (compare / "pxap_curves.png").is_file()
+    for name in ("maxboxacc_curves", "pxap_curves"):
+        assert (compare / f"{name}.pdf").is_file() and (compare / f"{name}.svg").is_file()
+    # a panel per IoU evaluated and one for MaxBoxAccV2
+    svg = (compare / "maxboxacc_curves.svg").read_text()
+    assert all(f"MaxBoxAcc@{d}" in svg for d in (30, 50, 70)) and "MaxBoxAccV2" in svg
 
 
 def test_paired_bootstrap_interval():

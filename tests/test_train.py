@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -297,7 +298,9 @@ def test_a_run_keeps_train_log_and_tensorboard_events(synth_root, tmp_path, caps
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert losses == pytest.approx([float(r["train_loss"]) for r in rows])
     overlays = events.Images("val/cam_overlays")
-    assert [e.step for e in overlays] == [1, 2] and overlays[0].width > 32
+    assert [e.step for e in overlays] == [1, 2]
+    # large enough to read: every tile at least 224 px (32 px crops upscaled 7x), four a row
+    assert overlays[0].height >= 224 and overlays[0].width >= 4 * 224
 
 
 def test_a_run_made_with_a_relative_data_root_evaluates_from_anywhere(
@@ -371,3 +374,19 @@ def test_a_resume_says_what_changed(tiny_synth, tmp_path, capsys):
     assert runtime[0]["torch"] == str(torch.__version__) and runtime[0]["wsol"]
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert ckpt["runtime"] == runtime
+
+
+def test_overlay_tiles_are_upscaled_and_carry_their_boxes():
+    from wsol.tracking import overlay_grid
+
+    images = torch.zeros(2, 3, 32, 32)
+    cams = torch.zeros(2, 4, 4)
+    cams[:, 1:3, 1:3] = 1.0
+    boxes = [np.array([[2, 2, 20, 20]]), np.zeros((0, 4))]
+    grid = overlay_grid(images, cams, boxes, threshold=0.5)
+    assert grid.shape[0] == 3 and grid.shape[1] >= 224 and grid.shape[2] >= 2 * 224
+    # the GT box of the first image, white, at 7x (the tile starts after the 4-px padding)
+    assert torch.allclose(grid[:, 4 + 2 * 7, 4 + 10 * 7], torch.ones(3))
+    # a vermillion predicted box on each tile
+    red = (grid[0] > 0.8) & (grid[1] > 0.3) & (grid[1] < 0.45) & (grid[2] < 0.05)
+    assert red.any()

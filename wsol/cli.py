@@ -825,7 +825,7 @@ def _add_gallery(sub) -> None:
     p = sub.add_parser(
         "gallery",
         help="render CAM overlay galleries (PNG grid and offline HTML page)",
-        description="Overlay CAMs, GT boxes (green) and predicted boxes (red) for chosen images of one or "
+        description="Overlay CAMs, GT boxes (white) and predicted boxes (vermillion), in a colour-blind-safe palette, for chosen images of one or "
         "more evaluations (run folders with eval_test, or evaluation folders), side by side.",
     )
     p.add_argument(

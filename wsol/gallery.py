@@ -2,7 +2,7 @@
 
 A gallery is drawn from evaluation folders written by ``wsol evaluate`` (``metrics.json`` and
 ``per_image.csv``). For each chosen image and each run it shows the image with the CAM overlaid,
-the ground-truth boxes (green), the predicted box at the run's threshold (red; the fixed threshold
+the ground-truth boxes (white), the predicted box at the run's threshold (vermillion; the fixed threshold
 when the evaluation had one, else the best), the IoU and whether the class was right. Several
 runs (base vs CutMix, say) appear side by side on the same images.
 
@@ -183,21 +183,41 @@ def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> di
     return dict(zip(ids, maps))
 
 
+#: the gallery's colours: a perceptually uniform colour map for the CAM, and box colours that
+#: colour-blind readers tell apart from it and from each other (Okabe & Ito's palette)
+CAM_COLORMAP = "viridis"
+GT_COLOUR = (255, 255, 255)  # white: the ground-truth boxes
+PRED_COLOUR = (213, 94, 0)  # vermillion: the predicted boxes
+OUTLINE_COLOUR = (0, 0, 0)  # black: the CAM's outline at the box threshold
+LEGEND = (
+    "white: ground truth; vermillion: predicted box; black line: the CAM at the box threshold; "
+    "colours: the normalised CAM (viridis)"
+)
+#: a frame around every picture, so that a box along the image's edge stays visible
+FRAME = 3
+
+
 def overlay(
     image: Image.Image, scoremap: np.ndarray, gt_boxes, pred_boxes, alpha: float = 0.5
 ) -> np.ndarray:
-    """(H, W, 3) uint8: the image at the score map's size, the CAM in a jet colour map, GT boxes
-    in green and predicted boxes in red (boxes in score-map pixels, inclusive ends)."""
+    """(H + 2 FRAME, W + 2 FRAME, 3) uint8: the image at the score map's size, the CAM in
+    ``CAM_COLORMAP``, GT boxes in ``GT_COLOUR`` and predicted boxes in ``PRED_COLOUR`` (boxes in
+    score-map pixels, inclusive ends), inside a grey frame of ``FRAME`` pixels that keeps boxes
+    on the image's edge visible."""
     import cv2
     from matplotlib import colormaps
 
     h, w = scoremap.shape
     base = np.asarray(to_rgb(image).resize((w, h), Image.BILINEAR), dtype=np.float32)
-    heat = colormaps["jet"](scoremap)[..., :3] * 255
-    out = np.ascontiguousarray(((1 - alpha) * base + alpha * heat).astype(np.uint8))
-    for boxes, colour in ((gt_boxes, (0, 255, 0)), (pred_boxes, (255, 0, 0))):
-        for x0, y0, x1, y1 in np.asarray(boxes, dtype=int).reshape(-1, 4):
-            cv2.rectangle(out, (int(x0), int(y0)), (int(x1), int(y1)), colour, 2)
+    heat = colormaps[CAM_COLORMAP](scoremap)[..., :3] * 255
+    inner = ((1 - alpha) * base + alpha * heat).astype(np.uint8)
+    out = np.full((h + 2 * FRAME, w + 2 * FRAME, 3), 128, dtype=np.uint8)
+    out[FRAME : FRAME + h, FRAME : FRAME + w] = inner
+    out = np.ascontiguousarray(out)
+    for boxes, colour in ((gt_boxes, GT_COLOUR), (pred_boxes, PRED_COLOUR)):
+        for x0, y0, x1, y1 in np.asarray(boxes, dtype=float).reshape(-1, 4):
+            start = (int(round(x0)) + FRAME, int(round(y0)) + FRAME)
+            cv2.rectangle(out, start, (int(round(x1)) + FRAME, int(round(y1)) + FRAME), colour, 2)
     return out
 
 
@@ -270,7 +290,7 @@ def build_gallery(
             pred = boxes_from_scoremap(maps[image_id], [run.threshold], multi)[0]
             picture = overlay(Image.open(r.path), maps[image_id], gt, pred)
             contours = threshold_contour(maps[image_id], run.threshold)
-            cv2.drawContours(picture, contours, -1, (255, 255, 255), 1)
+            cv2.drawContours(picture, contours, -1, OUTLINE_COLOUR, 1, offset=(FRAME, FRAME))
             file = f"images/{k}_{n}_{_safe(image_id)}.png"  # n: ids that read alike differ
             Image.fromarray(picture).save(out / file)
             row = run.rows[image_id]
@@ -284,12 +304,20 @@ def build_gallery(
             }
     _png(out / "gallery.png", runs, ids, cells, names, how)
     (out / "index.html").write_text(_html(runs, ids, cells, names, how), encoding="utf-8")
-    return {"png": out / "gallery.png", "html": out / "index.html"}
+    return {
+        "png": out / "gallery.png",
+        "pdf": out / "gallery.pdf",
+        "svg": out / "gallery.svg",
+        "html": out / "index.html",
+    }
 
 
 def _png(path: Path, runs, ids, cells, names, how: str) -> None:
     """A readable grid: a row per image (its id and class on the left), a column per run (its
-    name on top); several images per row when there is one run; a colour bar for the CAM."""
+    name on top); several images per row when there is one run; a colour bar for the CAM and a
+    legend of the colours. Also written as PDF and SVG beside the PNG."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,9 +329,15 @@ def _png(path: Path, runs, ids, cells, names, how: str) -> None:
     cols = min(4, len(ids)) if single else len(runs)
     rows = -(-len(ids) // cols) if single else len(ids)
     side = 3.0
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(side * cols + 1.2, side * rows + 1.0), squeeze=False
+    width = side * cols + 1.6
+    heading = (
+        textwrap.fill(how, width=int(width * 11))
+        + "\n"
+        + textwrap.fill(LEGEND, width=int(width * 11))
     )
+    head_lines = heading.count("\n") + 1
+    head_in = 0.22 * head_lines + 0.5 + (0.35 if not single else 0)  # inches above the grid
+    fig, axes = plt.subplots(rows, cols, figsize=(width, side * rows + head_in), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for n, image_id in enumerate(ids):
@@ -315,22 +349,23 @@ def _png(path: Path, runs, ids, cells, names, how: str) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
             mark = {"1": "class right", "0": "class wrong"}.get(cell["correct"], "")
-            title = f"IoU {cell['iou']:.2f}  {mark}".strip()
-            if single or n == 0:
-                title = f"{run.name}\n{title}" if not single else title
-            ax.set_title(title, fontsize=10)
+            ax.set_title(f"IoU {cell['iou']:.2f}  {mark}".strip(), fontsize=9, pad=3)
+            if not single and n == 0:  # the run's name once, above its column
+                ax.annotate(
+                    textwrap.shorten(run.name, width=34), (0.5, 1.0), xytext=(0, 16),
+                    xycoords="axes fraction", textcoords="offset points", ha="center",
+                    va="bottom", fontsize=10, fontweight="bold",
+                )  # fmt: skip
             if single or k == 0:
-                name = class_name(names, cell["label"])
+                name = textwrap.shorten(class_name(names, cell["label"]), width=26)
                 ax.set_ylabel(f"{_short(image_id)}\n{name}", fontsize=9)
-    fig.suptitle(
-        f"{how}\ngreen: ground truth, red: predicted box, white: the CAM at the box threshold",
-        fontsize=10,
-    )
-    top = 1 - 0.9 / (side * rows + 1.0)  # room for the two-line heading
-    fig.tight_layout(rect=(0, 0, 0.9, top))
-    bar = fig.add_axes((0.915, 0.15, 0.015, 0.7))
-    fig.colorbar(cm.ScalarMappable(Normalize(0, 1), "jet"), cax=bar, label="normalised CAM")
-    fig.savefig(path, dpi=100)
+    fig.suptitle(heading, fontsize=9, y=1 - 0.08 / (side * rows + head_in))
+    top = 1 - head_in / (side * rows + head_in)
+    fig.tight_layout(rect=(0, 0, 1 - 1.1 / width, top), h_pad=1.2)
+    bar = fig.add_axes((1 - 0.95 / width, 0.15, 0.18 / width, 0.6 * top))
+    fig.colorbar(cm.ScalarMappable(Normalize(0, 1), CAM_COLORMAP), cax=bar, label="normalised CAM")
+    for suffix in (".png", ".pdf", ".svg"):
+        fig.savefig(path.with_suffix(suffix), dpi=100)
     plt.close(fig)
 
 
@@ -400,8 +435,9 @@ th[data-dir='asc']::after {{ content: ' \u25b2'; color: #000; }} th[data-dir='de
 </style></head><body>
 <h1>CAM gallery: {len(ids)} images</h1>
 <p>Chosen: {esc(how)}.</p>
-<p>Green: ground-truth boxes. Red: predicted box at the threshold ({thresholds}). White: the CAM's
-outline at that threshold.</p>
+<p>White: ground-truth boxes. Vermillion: predicted box at the threshold ({thresholds}). Black
+line: the CAM's outline at that threshold. Colours: the normalised CAM (viridis, perceptually
+uniform; the box colours are told apart by colour-blind readers too).</p>
 <p>Click a blue header to sort (numbers sort as numbers); type to filter by image id or class.</p>
 <p><input id="filter" placeholder="filter" oninput="filterRows()">
 <select id="which" onchange="filterRows()"><option value="">all images</option>{options}</select></p>

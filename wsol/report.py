@@ -223,77 +223,120 @@ def compare_runs(
     elif stale.exists():
         stale.unlink()  # an earlier comparison's: it would not describe these runs
     written["curves"] = plot_threshold_curves(loaded, contexts, out / "maxboxacc_curves.png")
-    pr = [
-        (
-            m["mask"]["pr_curve"]["recall"],
-            m["mask"]["pr_curve"]["precision"],
-            f"{m.get('context', {}).get('run', f.name)} PxAP {m['PxAP']:.1f}",
-        )
-        for f, m, _ in loaded
-        if "mask" in m
-    ]
-    if pr:
-        written["pxap"] = _plot(
-            out / "pxap_curves.png", pr, "recall", "precision", "pixel precision-recall (PxAP)"
-        )
+    if any("mask" in m for _, m, _ in loaded):
+        written["pxap"] = plot_pxap_curves(loaded, contexts, out / "pxap_curves.png")
     return written
 
 
-def plot_threshold_curves(loaded, contexts, path: Path) -> Path:
-    """Box accuracy at IoU 50 against the CAM threshold: one colour per row (method, with data
-    set and backbone when several), the mean over seeds with a band from the lowest to the
-    highest seed, and a marker at the threshold each evaluation used for its loc metrics (the
-    val-chosen one with ``--val-threshold``, else the best on the split; averaged over seeds)."""
-    import matplotlib.pyplot as plt
+#: one colour per row in every plot of a comparison: Okabe & Ito's palette, which colour-blind
+#: readers tell apart (black last)
+ROW_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
+               "#000000")  # fmt: skip
 
+
+def _rows(loaded, contexts, need: str):
+    """{row key: [metrics of its seeds]} of the evaluations that have ``need``, the name of each
+    row (what varies between rows) and its colour, the same in every plot."""
     rows: dict = {}
     for (_, metrics, _), context in zip(loaded, contexts):
-        if "curves" not in metrics:
-            continue
         key = tuple(str(context.get(c, "") or "") for c in GROUP)
-        rows.setdefault(key, []).append(metrics)
-    varying = [i for i in range(len(GROUP)) if len({k[i] for k in rows}) > 1]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    colours = plt.get_cmap("tab10")
-    for n, (key, members) in enumerate(rows.items()):
-        x = np.asarray(members[0]["curves"]["thresholds"], dtype=np.float64)
-        ys = np.asarray([m["curves"]["single"]["50"] for m in members], dtype=np.float64)
-        mean = ys.mean(axis=0)
-        colour = colours(n % 10)
-        name = " / ".join(key[i] for i in varying if key[i]) or key[2] or "run"
-        label = f"{name} ({len(members)} seed{'s' if len(members) > 1 else ''})"
-        ax.plot(x, mean, color=colour, label=label)
-        if len(members) > 1:
-            ax.fill_between(x, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.2)
-        used = [m["loc"].get("fixed_threshold", m["loc"].get("best_threshold")) for m in members]
-        used = [t for t in used if t is not None]
-        if used:
-            t = float(np.mean(used))
-            ax.plot([t], [np.interp(t, x, mean)], marker="v", color=colour, markersize=8)
-    ax.set_xlabel("CAM threshold (the marker: the threshold the loc metrics used)")
-    ax.set_ylabel("box accuracy at IoU 50 (%)")
-    ax.set_title("MaxBoxAcc: accuracy vs CAM threshold (mean over seeds, band: min to max)")
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=7)
+        rows.setdefault(key, [])
+        if need in metrics:
+            rows[key].append(metrics)
+    keys = list(rows)
+    varying = [i for i in range(len(GROUP)) if len({k[i] for k in keys}) > 1]
+    names = {k: " / ".join(k[i] for i in varying if k[i]) or k[2] or "run" for k in keys}
+    colours = {k: ROW_COLOURS[n % len(ROW_COLOURS)] for n, k in enumerate(keys)}
+    return {k: v for k, v in rows.items() if v}, names, colours
+
+
+def _save(fig, path: Path, dpi: int = 110) -> Path:
+    """The figure as PNG, and as PDF and SVG beside it (for papers)."""
+    for suffix in (".png", ".pdf", ".svg"):
+        fig.savefig(path.with_suffix(suffix), dpi=dpi)
+    return path
+
+
+def plot_threshold_curves(loaded, contexts, path: Path) -> Path:
+    """Box accuracy against the CAM threshold: one panel per IoU evaluated (MaxBoxAcc@d, the
+    largest connected component) and one for MaxBoxAccV2's curve (the mean over the IoUs of the
+    all-contours accuracy); one colour per row (method, with data set and backbone when
+    several), the mean over seeds with a band from the lowest to the highest seed, and a marker
+    at the threshold each evaluation used for its loc metrics (the val-chosen one with
+    ``--val-threshold``, else the best on the split; averaged over seeds). Also PDF and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, names, colours = _rows(loaded, contexts, "curves")
+    ious = sorted({d for ms in rows.values() for m in ms for d in m["curves"]["single"]}, key=int)
+    panels = [(f"MaxBoxAcc@{d}", "single", (d,)) for d in ious] + [("MaxBoxAccV2", "multi", ious)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+    for ax, (title, mode, levels) in zip(axes[0], panels):
+        for key, members in rows.items():
+            x = np.asarray(members[0]["curves"]["thresholds"], dtype=np.float64)
+            ys = np.asarray(
+                [np.mean([m["curves"][mode][d] for d in levels if d in m["curves"][mode]], axis=0)
+                 for m in members],
+                dtype=np.float64,
+            )  # fmt: skip
+            mean, colour = ys.mean(axis=0), colours[key]
+            seeds = len(members)
+            label = f"{names[key]} ({seeds} seed{'s' if seeds > 1 else ''})"
+            ax.plot(x, mean, color=colour, label=label, linewidth=1.6)
+            if seeds > 1:
+                ax.fill_between(x, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.2)
+            used = [
+                m["loc"].get("fixed_threshold", m["loc"].get("best_threshold")) for m in members
+            ]
+            used = [t for t in used if t is not None]
+            if used:
+                t = float(np.mean(used))
+                ax.plot([t], [np.interp(t, x, mean)], marker="v", color=colour, markersize=7)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("CAM threshold", fontsize=9)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("box accuracy (%)", fontsize=9)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(
+        "Box accuracy vs CAM threshold: mean over seeds, band min to max; marker: the threshold "
+        "the loc metrics used",
+        fontsize=9,
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 
 
-def _plot(path: Path, series: list[tuple], xlabel: str, ylabel: str, title: str) -> Path:
-    """One line chart of (x, y, label) series, saved as PNG."""
+def plot_pxap_curves(loaded, contexts, path: Path) -> Path:
+    """Pixel precision-recall curves (PxAP): one colour per row, the same as in the box curves,
+    a thin line per seed; the legend gives each row's mean PxAP. Also PDF and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for x, y, label in series:
-        ax.plot(x, y, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    rows, names, colours = _rows(loaded, contexts, "mask")
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for key, members in rows.items():
+        pxap = np.mean([m["PxAP"] for m in members])
+        for n, m in enumerate(members):
+            curve = m["mask"]["pr_curve"]
+            label = f"{names[key]}: PxAP {pxap:.1f} ({len(members)} seed(s))" if n == 0 else None
+            ax.plot(curve["recall"], curve["precision"], color=colours[key], label=label,
+                    linewidth=1.4 if len(members) == 1 else 0.9)  # fmt: skip
+    ax.set_xlabel("recall", fontsize=9)
+    ax.set_ylabel("precision", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title("Pixel precision-recall (PxAP: the area under it)", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
     return path
 

@@ -76,11 +76,15 @@ class RunLog:
                 self.writer.add_scalar(tag, float(value), int(row["epoch"]))
         self.writer.flush()
 
-    def overlays(self, epoch: int, images: torch.Tensor, cams: torch.Tensor) -> None:
-        """CAM overlays (jet, half transparent) of the fixed val images, one grid per epoch."""
+    def overlays(
+        self, epoch: int, images: torch.Tensor, cams: torch.Tensor, boxes=None, threshold=None
+    ) -> None:
+        """CAM overlays of the fixed val images, one grid per epoch: at least 224 px a tile,
+        with their GT boxes and the predicted box at ``threshold`` (see :func:`overlay_grid`)."""
         if self.writer is None:
             return
-        self.writer.add_image("val/cam_overlays", overlay_grid(images, cams), epoch)
+        grid = overlay_grid(images, cams, boxes, threshold)
+        self.writer.add_image("val/cam_overlays", grid, epoch)
         self.writer.flush()
 
     def close(self) -> None:
@@ -88,23 +92,51 @@ class RunLog:
             self.writer.close()
 
 
-def overlay_grid(images: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
+#: the smallest side of a TensorBoard overlay tile, in pixels (tiles are upscaled to it)
+OVERLAY_SIDE = 224
+
+
+def overlay_grid(
+    images: torch.Tensor, cams: torch.Tensor, boxes=None, threshold: float | None = None
+) -> torch.Tensor:
     """(3, H, W) grid of ``images`` (B, 3, h, w, normalised as the model reads them) with their
-    ``cams`` (B, h', w') min-max normalised, upsampled and drawn in the jet colour map."""
+    ``cams`` (B, h', w') min-max normalised, upsampled and drawn in viridis, each tile upscaled
+    to at least ``OVERLAY_SIDE`` pixels so it can be read; ``boxes`` (one (G, 4) array per image,
+    in the images' pixels) drawn white, and the predicted box at ``threshold`` (the box of the
+    largest component, as the reference's) in vermillion."""
+    import math
+
+    import cv2
     import matplotlib
     from torchvision.utils import make_grid
+
+    from .localize import boxes_from_scoremap
 
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     pictures = (images.float().cpu() * std + mean).clamp(0, 1)
+    h, w = pictures.shape[-2:]
+    scale = max(1, math.ceil(OVERLAY_SIDE / min(h, w)))
+    size = (h * scale, w * scale)
+    pictures = torch.nn.functional.interpolate(pictures, size=size, mode="bilinear")
     maps = torch.nn.functional.interpolate(
-        cams.float().cpu()[:, None], size=pictures.shape[-2:], mode="bilinear", align_corners=False
+        cams.float().cpu()[:, None], size=size, mode="bilinear", align_corners=False
     )[:, 0]
     low = maps.flatten(1).min(dim=1).values.view(-1, 1, 1)
     high = maps.flatten(1).max(dim=1).values.view(-1, 1, 1)
     maps = (maps - low) / (high - low).clamp_min(1e-12)
-    jet = torch.from_numpy(matplotlib.colormaps["jet"](maps.numpy())[..., :3]).permute(0, 3, 1, 2)
-    return make_grid(0.5 * pictures + 0.5 * jet.float(), nrow=min(len(images), 8), padding=2)
+    heat = matplotlib.colormaps["viridis"](maps.numpy())[..., :3]
+    tiles = (0.5 * pictures.permute(0, 2, 3, 1).numpy() + 0.5 * heat) * 255
+    tiles = np.ascontiguousarray(tiles.astype(np.uint8))
+    for k in range(len(tiles)):
+        if boxes is not None and k < len(boxes):
+            for x0, y0, x1, y1 in np.asarray(boxes[k], dtype=float).reshape(-1, 4) * scale:
+                cv2.rectangle(tiles[k], (int(x0), int(y0)), (int(x1), int(y1)), (255, 255, 255), 2)
+        if threshold is not None:
+            for x0, y0, x1, y1 in boxes_from_scoremap(maps[k].numpy(), [threshold])[0]:
+                cv2.rectangle(tiles[k], (int(x0), int(y0)), (int(x1), int(y1)), (213, 94, 0), 2)
+    grid = torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255
+    return make_grid(grid, nrow=min(len(images), 4), padding=4, pad_value=0.5)
 
 
 def fixed_val_batch(val_split, crop_size: int, count: int = OVERLAY_IMAGES):
@@ -124,8 +156,17 @@ def fixed_val_batch(val_split, crop_size: int, count: int = OVERLAY_IMAGES):
             break
         if k not in picked:
             picked.append(k)
+    from .localize import resize_boxes
+
     dataset = RecordDataset(val_split, eval_transform(crop_size))
-    items = [dataset[k] for k in sorted(picked)]
+    chosen = sorted(picked)
+    items = [dataset[k] for k in chosen]
     images = torch.stack([item[0] for item in items])
     labels = torch.tensor([int(item[1]) for item in items])
-    return images, labels
+    boxes = [
+        resize_boxes(np.asarray(records[k].boxes).reshape(-1, 4), records[k].size, (crop_size,) * 2)
+        if records[k].boxes and records[k].size
+        else np.zeros((0, 4))
+        for k in chosen
+    ]
+    return images, labels, boxes

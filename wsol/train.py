@@ -613,7 +613,8 @@ def train(
                 log.scalars(row)
                 if val is not None and overlay is not None:
                     cams = _overlay_cams(model, overlay, method, d, dtype)
-                    log.overlays(epoch + 1, overlay[0], cams)
+                    threshold = val.get("loc", {}).get("best_threshold")
+                    log.overlays(epoch + 1, overlay[0], cams, overlay[2], threshold)
         log.close()
         if d.world > 1:
             dist.barrier()
@@ -623,7 +624,7 @@ def train(
 def _overlay_cams(model, batch, method, d, dtype) -> torch.Tensor:
     from .cam import eval_mode, logits_and_cams
 
-    images, labels = batch
+    images, labels = batch[0], batch[1]
     with eval_mode(model), torch.autocast(d.device.type, dtype=dtype, enabled=dtype is not None):
         _, cams = logits_and_cams(model, images.to(d.device), labels, reader=method.cams)
     return cams
