@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).parent.parent / "wsol"
 STAGES = [
     [
         "serialization",
+        "yamlcheck",
         "data",
         "models",
         "methods",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import cpu_run
@@ -249,6 +251,14 @@ def test_sizes_that_disagree_with_the_image_files_are_refused_at_evaluation(tmp_
     assert main(["evaluate", str(tmp_path / "run"), "--quiet", "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert f"but its metadata says {int(w) + 7}x{h}" in err and "Traceback" not in err
+    assert "--fix-sizes" in err
+    # --fix-sizes evaluates with the file's size, and says so
+    assert main(["evaluate", str(tmp_path / "run"), "--workers", "0", "--fix-sizes",
+                 "--out", str(tmp_path / "fixed")]) == 0  # fmt: skip
+    assert "corrected the size of 1 image(s)" in capsys.readouterr().out
+    # and `wsol data check` with the image root finds it first
+    assert main(["data", "check", str(meta), "--data", str(data), "--quiet"]) == 1
+    assert f"metadata size {int(w) + 7}x{h} differs from the file's" in capsys.readouterr().out
 
 
 def test_stray_labels_do_not_silently_grow_the_classifier(tmp_path):
@@ -330,3 +340,82 @@ def test_a_wsol_checkpoint_as_pretrained_weights(tmp_path):
         if key.startswith("backbone."):
             assert torch.equal(value, saved[key]), key
     assert model.classifier.weight.shape == (5, 128)  # a new head for the new classes
+
+
+# ------------------------------------------------------------------ data check: what train trips on
+def _openimages(tmp_path):
+    from wsol.data.synth import SynthSpec, make_synthetic_openimages
+
+    spec = SynthSpec(classes=2, train=6, test=4, size=32, seed=5)
+    return make_synthetic_openimages(tmp_path / "oi", spec, val=2, progress=False)
+
+
+def test_data_check_finds_a_cut_short_image_without_deep(tmp_path, capsys):
+    roots = _openimages(tmp_path)
+    first = (roots["metadata"] / "test" / "image_ids.txt").read_text().split()[0]
+    path = roots["root"] / first
+    path.write_bytes(path.read_bytes()[:-200])  # cut short: no end-of-image marker
+    argv = ["data", "check", str(roots["metadata"]), "--data", str(roots["root"]), "--masks",
+            str(roots["masks"]), "--quiet"]  # fmt: skip
+    assert main(argv) == 1
+    assert f"image file {path} is cut short" in capsys.readouterr().out
+
+
+def test_data_check_finds_a_missing_mask_line_and_a_class_without_training_images(tmp_path, capsys):
+    roots = _openimages(tmp_path)
+    loc = roots["metadata"] / "test" / "localization.txt"
+    lines = loc.read_text().splitlines()
+    loc.write_text("\n".join(lines[1:]) + "\n")  # the first test image loses its mask line
+    train = roots["metadata"] / "train"
+    ids = (train / "image_ids.txt").read_text().split()
+    labels = dict(line.split(",") for line in (train / "class_labels.txt").read_text().split())
+    keep = [i for i in ids if labels[i] == "0"]  # class 1 loses every training image
+    (train / "image_ids.txt").write_text("".join(i + "\n" for i in keep))
+    (train / "class_labels.txt").write_text("".join(f"{i},0\n" for i in keep))
+    assert main(["data", "check", str(roots["metadata"]), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert f"{lines[0].split(',')[0]} has no mask (no mask line in the localization file)" in out
+    assert "1 class(es) of 2 have no training image: 1 (synth001)" in out
+
+
+def test_data_check_finds_a_box_missing_beside_a_mask(tmp_path, capsys):
+    from wsol.data import SynthSpec, convert_cub, make_synthetic
+
+    data = tmp_path / "data"
+    make_synthetic(data, SynthSpec(classes=2, train=6, test=4, size=32, seed=2), progress=False)
+    meta = convert_cub(data, tmp_path / "meta", val_per_class=0)["test"].parent
+    boxes = meta / "test" / "localization.txt"
+    lines = boxes.read_text().splitlines()
+    boxes.write_text("\n".join(lines[1:]) + "\n")  # its mask stays in masks.txt
+    assert main(["data", "check", str(meta), "--data", str(data), "--quiet"]) == 1
+    image_id = lines[0].split(",")[0]
+    assert f"{image_id} has no box (no line in the box file) although it has a mask" in (
+        capsys.readouterr().out
+    )
+
+
+def test_data_check_refuses_floating_point_images_training_would_refuse(tmp_path, capsys):
+    from wsol.data import SynthSpec, make_synthetic
+
+    data = tmp_path / "data"
+    make_synthetic(data, SynthSpec(classes=2, train=4, test=2, size=32, seed=2, image_format="png"),
+                   progress=False)  # fmt: skip
+    name = (data / "images.txt").read_text().split()[1]
+    path = data / "images" / name
+    tiff = path.with_suffix(".tif")
+    w, h = Image.open(path).size
+    Image.fromarray(np.zeros((h, w), np.float32), mode="F").save(tiff)
+    path.unlink()
+    text = (data / "images.txt").read_text().replace(name, str(Path(name).with_suffix(".tif")))
+    (data / "images.txt").write_text(text)
+    assert main(["data", "check", str(data), "--quiet"]) == 1
+    assert "holds floating-point pixels (mode F), which training refuses" in capsys.readouterr().out
+
+
+def test_the_default_check_says_what_it_did_not_check(tmp_path, capsys):
+    roots = _openimages(tmp_path)
+    assert main(["data", "check", str(roots["metadata"]), "--quiet"]) == 0
+    assert "not checked: the image files were not opened" in capsys.readouterr().out
+    assert main(["data", "check", str(roots["metadata"]), "--data", str(roots["root"]),
+                 "--masks", str(roots["masks"]), "--quiet"]) == 0  # fmt: skip
+    assert "--deep decodes every image" in capsys.readouterr().out

@@ -103,7 +103,15 @@ def cmd_data_check(args: argparse.Namespace) -> int:
         return 1
     print(f"ok: {count} images in {len(splits)} split(s), no problems")
     if args.images is None and not args.deep and detect_format(args.path) == "wsol":
-        print("note: image files were not opened (pass --data ROOT to check them too)")
+        print(
+            "not checked: the image files were not opened (their existence, sizes, modes and "
+            "ends): pass --data ROOT to check them too"
+        )
+    elif not args.deep:
+        print(
+            "not checked: whether every image decodes to its end (cut-short JPEG and PNG files "
+            "are found by their end markers; --deep decodes every image)"
+        )
     return 0
 
 
@@ -124,6 +132,10 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
+    from .yamlcheck import check_plain_yaml_file
+
+    if args.config is not None:
+        check_plain_yaml_file(args.config)  # before torch is imported: a hostile file fails fast
     from .config import find_recipe, list_recipes, load_config
     from .train import train
 
@@ -309,6 +321,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             label=args.label,
             overwrite=args.overwrite,
+            fix_sizes=args.fix_sizes,
         )
         return 0
     if args.overrides or args.set or args.model is not None:
@@ -502,6 +515,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .yamlcheck import check_plain_yaml_file
+
+    for path in (args.config, args.space):
+        if path is not None:
+            check_plain_yaml_file(path)
     from .config import find_recipe
     from .sweep import evaluate_best, parse_seeds, run_sweep
 
@@ -691,6 +709,12 @@ def _add_evaluate(sub) -> None:
         help="output folder (default for a model: RUN/eval_<split>, plus a part for each choice "
         "that is not the default, e.g. RUN/eval_test_scorecam_best: one folder per kind of "
         "evaluation)",
+    )
+    p.add_argument(
+        "--fix-sizes",
+        action="store_true",
+        help="where an image's size in the metadata disagrees with its file, use the file's "
+        "(and say how many) instead of refusing",
     )
     p.add_argument(
         "--overwrite",

@@ -7,6 +7,7 @@ evaluated from its folder alone.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -18,6 +19,7 @@ import yaml
 from .methods import MethodConfig, create_method
 from .models import list_models
 from .runtime import atomic_write_text
+from .yamlcheck import ConfigError, check_plain_yaml
 
 
 @dataclass
@@ -104,10 +106,6 @@ class TrainConfig:
     tensorboard: bool = True  # TensorBoard events in RUN/tensorboard (scalars, CAM overlays)
 
 
-class ConfigError(ValueError):
-    """A config with unknown keys or bad values: one line per problem, each naming the key."""
-
-
 def _coerce(value: Any, hint: Any, key: str) -> tuple[Any, str | None]:
     """``value`` as the field's type (``1e-4`` from YAML is a string: it becomes a float), or
     an error line."""
@@ -120,6 +118,7 @@ def _coerce(value: Any, hint: Any, key: str) -> tuple[Any, str | None]:
             return value, None
         return value, f"{key}: expected true or false, got {value!r}"
     if kind in (int, float):
+        raw = value
         if isinstance(value, bool):
             return value, f"{key}: expected a number, got {value!r}"
         if isinstance(value, str):
@@ -130,6 +129,9 @@ def _coerce(value: Any, hint: Any, key: str) -> tuple[Any, str | None]:
                 return value, f"{key}: expected {what}, got {value!r}"
         if not isinstance(value, (int, float)) or value != value:
             return value, f"{key}: expected a number, got {value!r}"
+        if not math.isfinite(value):  # inf, -inf, 1e400 (YAML reads it as a string: inf)
+            what = "a whole number" if kind is int else "a finite number"
+            return value, f"{key}: expected {what}, got {raw!r}"
         if kind is int:
             if float(value) != int(value):
                 return value, f"{key}: expected a whole number, got {value!r}"
@@ -326,7 +328,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise FileNotFoundError(f"config {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
+            check_plain_yaml(text, str(path))
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -350,6 +354,7 @@ def config_from_dict(
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=0.01)")
         key, _, raw = item.partition("=")
+        check_plain_yaml(raw, f"override {key.strip()}")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:

@@ -556,6 +556,7 @@ def evaluate_checkpoint(
     echo: bool = True,
     label: str | None = None,
     overwrite: bool = False,
+    fix_sizes: bool = False,
 ) -> dict:
     """Evaluate a run folder or checkpoint on a split of the data it was trained on.
 
@@ -572,6 +573,8 @@ def evaluate_checkpoint(
         val_threshold: first evaluate the ``val`` split and use its best CAM threshold as the
             fixed threshold of the loc metrics (saved in ``OUT/val``).
         label: the row name ``wsol compare`` gives it (default: the training method).
+        fix_sizes: take every image's size from its file where the metadata says otherwise
+            (and say how many), instead of refusing the first such image.
     """
     from .config import anchor_data_paths, config_from_dict
     from .data.splits import load_split
@@ -600,6 +603,7 @@ def evaluate_checkpoint(
         protocol=protocol.to_dict(),
         threshold="val" if val_threshold else fixed_threshold,
         overrides=sorted(overrides),
+        fix_sizes=fix_sizes,
     )
     check_out_folder(out, key, overwrite)
     model, cfg_dict, ckpt = load_checkpoint_model(model_path, d.device, checkpoint)
@@ -620,6 +624,15 @@ def evaluate_checkpoint(
             "data.metadata=... for metadata kept elsewhere)"
         ) from None
     check_classes(ckpt, target)
+    if fix_sizes:
+        from .data.records import correct_sizes
+
+        target, changed = correct_sizes(target)
+        if changed and d.main and echo:
+            print(
+                f"corrected the size of {len(changed)} image(s) whose metadata disagreed with the "
+                f"file (first: {changed[0]}); the boxes are scaled by the files' sizes"
+            )
     dtype = amp_dtype(cfg, d.device)
     common = dict(
         device=d.device,

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError, config_from_dict, load_config, save_config
+from .config import ConfigError, check_plain_yaml, config_from_dict, load_config, save_config
 
 SAMPLERS = ("random", "tpe")
 KINDS = ("float", "int", "categorical")
@@ -75,6 +75,7 @@ def read_space(path: str | Path) -> list[Dimension]:
     if not path.is_file():
         raise FileNotFoundError(f"search space {path} does not exist")
     text = path.read_text(encoding="utf-8")
+    check_plain_yaml(text, str(path))
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text) or {}
@@ -126,6 +127,10 @@ def _dimension(key: str, spec) -> Dimension:
         low, high = float(spec["low"]), float(spec["high"])
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"a {kind} dimension needs numbers low and high") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(
+            f"low and high must be finite numbers, not {spec['low']!r}, {spec['high']!r}"
+        )
     log = bool(spec.get("log", False))
     if not low < high or (log and low <= 0):
         raise ValueError(f"needs low < high{' and low > 0 (log)' if log else ''}: {low}, {high}")

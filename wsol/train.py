@@ -69,6 +69,10 @@ LOG_COLUMNS = (
 )
 
 
+class DivergedError(FloatingPointError, ValueError):
+    """The training loss became NaN or infinite (a learning rate too high, most often)."""
+
+
 def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with two groups, as the reference: the model's head parameters (its
     ``head_prefixes``: e.g. ResNet's layer4 and classifier; with ``optim.head_params:
@@ -583,8 +587,9 @@ def train(
                 f"epoch {epoch + 1}/{cfg.epochs}",
             )
             if not stats["finite"]:
-                raise FloatingPointError(
-                    f"epoch {epoch + 1}: the training loss is not finite; lower optim.lr"
+                raise DivergedError(
+                    f"epoch {epoch + 1}: the training loss is not finite (it diverged): lower "
+                    f"optim.lr (now {cfg.optim.lr:g}), or resume from an earlier checkpoint"
                 )
             lr = optimizer.param_groups[0]["lr"]
             state.scheduler.step()

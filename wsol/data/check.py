@@ -110,7 +110,9 @@ def check_dataset(
         if not split.records:
             log.add(path, None, f"the {split.split or 'data'} split lists no image")
         _check_complete(split, lines, log, boxes_expected=fmt == "cub" or split.has_boxes)
-    open_images = fmt == "imagenet" or (fmt == "wsol" and images is not None) or deep
+        if split.split == "train":
+            _check_every_class_trains(split, path, log)
+    open_images = fmt in ("imagenet", "cub") or (fmt == "wsol" and images is not None) or deep
     open_masks = fmt != "wsol" or masks is not None or images is not None
     total = sum(len(s) for s, _ in todo)
     with tqdm(total=total, desc="check", unit="img", disable=not progress) as bar:
@@ -129,13 +131,57 @@ def check_dataset(
 
 def _check_complete(split: DatasetSplit, lines: dict, log: ProblemLog, boxes_expected: bool):
     """Every image of a box data set needs a box and a size (the evaluation scales boxes by
-    it); an image without either is a problem, not a silent gap."""
+    it), and every image of a mask data set a mask (a missing localization line would leave it
+    out of PxAP, or fail the evaluation); an image without them is a problem, not a silent
+    gap. (OpenImages has no image_sizes.txt: its masks carry their own size.)"""
+    masks_expected = split.has_masks
     for r in split.records:
         where = lines.get(r.image_id, (r.path, None))
-        if boxes_expected and not r.boxes and not r.mask_paths:
-            log.add(*where, f"{r.image_id} has no box (no line in the box file)")
-        if (r.boxes or r.mask_paths) and r.size is None:
+        if boxes_expected and not r.boxes:
+            extra = " although it has a mask" if r.mask_paths else ""
+            log.add(*where, f"{r.image_id} has no box (no line in the box file){extra}")
+        if masks_expected and not r.mask_paths:
+            log.add(*where, f"{r.image_id} has no mask (no mask line in the localization file)")
+        if r.boxes and r.size is None:
             log.add(*where, f"{r.image_id} has no size (no line in image_sizes.txt)")
+
+
+def _check_every_class_trains(split: DatasetSplit, path: Path, log: ProblemLog) -> None:
+    """Every class of a training split has at least one image: a class without one would be a
+    classifier output that never learns (training and evaluation would run without a word)."""
+    present = {r.label for r in split.records}
+    known = len(split.class_names) if split.class_names else split.num_classes
+    missing = [c for c in range(known) if c not in present]
+    if missing:
+        named = [
+            f"{c} ({split.class_names[c]})" if c < len(split.class_names) else str(c)
+            for c in missing[:5]
+        ]
+        log.add(
+            path,
+            None,
+            f"{len(missing)} class(es) of {known} have no training image: "
+            f"{', '.join(named)}{' ...' if len(missing) > 5 else ''}",
+        )
+
+
+#: how a complete file of each kind ends: a truncated one is found without decoding it
+_ENDINGS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND\xaeB`\x82"}
+
+
+def file_is_cut_short(path: Path) -> bool:
+    """True when a JPEG or PNG file does not end as every complete one does (its end-of-image
+    marker, IEND chunk): the cheap test of the default check (``--deep`` decodes everything).
+    Trailing zero bytes or newlines after the marker are tolerated."""
+    ending = _ENDINGS.get(Path(path).suffix.lower())
+    if ending is None:
+        return False
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 64))
+        tail = f.read().rstrip(b"\x00\r\n ")
+    return not tail.endswith(ending)
 
 
 def _check_image(record, log: ProblemLog, deep: bool, where: tuple) -> None:
@@ -144,6 +190,7 @@ def _check_image(record, log: ProblemLog, deep: bool, where: tuple) -> None:
     try:
         with Image.open(record.path) as im:
             size = im.size
+            mode = im.mode
             if deep:
                 im.load()
     except FileNotFoundError:
@@ -151,6 +198,20 @@ def _check_image(record, log: ProblemLog, deep: bool, where: tuple) -> None:
         return
     except Exception as err:  # noqa: BLE001 - PIL raises several kinds for broken files
         log.add(*where, f"image file {record.path} is unreadable: {err}")
+        return
+    if mode in ("F", "I;16F") or mode.startswith("F;"):
+        log.add(
+            *where,
+            f"image file {record.path} holds floating-point pixels (mode {mode}), which training "
+            "refuses: save it as an 8- or 16-bit image",
+        )
+        return
+    if not deep and file_is_cut_short(record.path):
+        log.add(
+            *where,
+            f"image file {record.path} is cut short (it does not end as a complete "
+            f"{Path(record.path).suffix.lstrip('.').upper()} file does)",
+        )
         return
     if record.size is not None and tuple(record.size) != tuple(size):
         log.add(

@@ -110,8 +110,9 @@ class RecordDataset(Dataset):
             w, h = record.size
             raise ImageSizeError(
                 f"image {record.path} ({record.image_id}) is {image.size[0]}x{image.size[1]}, "
-                f"but its metadata says {w}x{h}: its boxes would be scaled wrongly (wsol data "
-                "check lists every such image)"
+                f"but its metadata says {w}x{h}: its boxes would be scaled wrongly. `wsol data "
+                "check --data ROOT` lists every such image; `wsol evaluate --fix-sizes` evaluates "
+                "with the files' sizes and says how many it corrected"
             )
         return self.transform(image), record.label, index
 

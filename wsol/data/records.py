@@ -158,6 +158,25 @@ def image_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
+def correct_sizes(split: DatasetSplit) -> tuple[DatasetSplit, list[str]]:
+    """``split`` with every recorded image size replaced by its file's (headers only), and the
+    ids whose size the metadata had wrong: what ``wsol evaluate --fix-sizes`` uses, so that the
+    boxes are scaled by the true size (and it says how many it corrected)."""
+    import dataclasses
+
+    fixed, changed = [], []
+    for r in split.records:
+        if r.size is not None:
+            true = image_size(r.path)
+            if tuple(r.size) != tuple(true):
+                changed.append(r.image_id)
+                r = dataclasses.replace(r, size=true)
+        fixed.append(r)
+    return DatasetSplit(
+        split.name, split.split, fixed, list(split.class_names), split.root
+    ), changed
+
+
 def unique_ids(records: Iterable[ImageRecord]) -> bool:
     seen: set[str] = set()
     for r in records:
