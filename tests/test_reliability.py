@@ -419,3 +419,68 @@ def test_the_default_check_says_what_it_did_not_check(tmp_path, capsys):
     assert main(["data", "check", str(roots["metadata"]), "--data", str(roots["root"]),
                  "--masks", str(roots["masks"]), "--quiet"]) == 0  # fmt: skip
     assert "--deep decodes every image" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ compare: never mix what differs
+def _cam_eval(tmp_path, name, *, box="1,1,20,20", label="cam", extra=()):
+    meta, cams = tmp_path / f"{name}_meta", tmp_path / f"{name}_cams"
+    meta.mkdir()
+    cams.mkdir()
+    ids = [f"i{k}.jpg" for k in range(4)]
+    (meta / "image_ids.txt").write_text("".join(i + "\n" for i in ids))
+    (meta / "class_labels.txt").write_text("".join(f"{i},0\n" for i in ids))
+    (meta / "image_sizes.txt").write_text("".join(f"{i},32,32\n" for i in ids))
+    (meta / "localization.txt").write_text("".join(f"{i},{box}\n" for i in ids))
+    rng = np.random.default_rng(len(name))
+    for i in ids:
+        np.save(cams / f"{i}.npy", rng.random((8, 8)).astype(np.float32))
+    out = tmp_path / name
+    assert main(["evaluate", "--cams", str(cams), "--metadata", str(meta), "--out", str(out),
+                 "--quiet", "--label", label, "--cam-curve-interval", "0.05", *extra]) == 0  # fmt: skip
+    return out
+
+
+def test_compare_never_pools_evaluations_of_different_ground_truth(tmp_path, capsys):
+    a = _cam_eval(tmp_path, "a")
+    b = _cam_eval(tmp_path, "b", box="2,2,30,30")  # the same image ids, other boxes
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 2
+    assert "different ground truth (data set)" in capsys.readouterr().err
+    # as two methods they are not paired either, and the comparison says why
+    other = _cam_eval(tmp_path, "o", box="2,2,30,30", label="other")
+    assert main(["compare", str(a), str(other), "--out", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "not paired" in out and not (tmp_path / "d" / "differences.csv").exists()
+
+
+def test_compare_never_pools_evaluations_of_different_protocol_settings(tmp_path, capsys):
+    a = _cam_eval(tmp_path, "a")
+    b = _cam_eval(tmp_path, "b", extra=("--iou", "50", "70"))
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "different protocol settings (iou_thresholds [30, 50, 70] vs [50, 70])" in err
+
+
+def test_compare_says_which_evaluation_has_no_per_image_rows(tmp_path, capsys):
+    a = _cam_eval(tmp_path, "a")
+    b = _cam_eval(tmp_path, "b", label="other")
+    (b / "per_image.csv").unlink()
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert f"{b} has no per_image.csv" in out and "nothing to difference" not in out
+
+
+def test_compare_refuses_nan_rows_and_names_broken_json(tmp_path, capsys):
+    a = _cam_eval(tmp_path, "a")
+    b = _cam_eval(tmp_path, "b", label="other")
+    rows = (b / "per_image.csv").read_text().splitlines()
+    head = rows[0].split(",")
+    cells = rows[2].split(",")
+    cells[head.index("MaxBoxAccV2_score")] = "nan"
+    (b / "per_image.csv").write_text("\n".join([*rows[:2], ",".join(cells), *rows[3:]]) + "\n")
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 2
+    assert f"{b / 'per_image.csv'}:3: MaxBoxAccV2_score is" in capsys.readouterr().err
+    text = (a / "metrics.json").read_text()
+    (a / "metrics.json").write_text(text[: len(text) // 2])  # cut short
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert f"{a / 'metrics.json'}:" in err and "not valid JSON" in err

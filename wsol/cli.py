@@ -509,6 +509,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print((Path(args.out) / "table.md").read_text())
     for name, path in written.items():
         print(f"{name}: {path}")
+    notes = (Path(args.out) / "notes.txt").read_text().splitlines()
+    for note in notes:
+        print(f"note: {note}")
+    if notes and "differences" not in written:
+        return 0  # the notes say why there is nothing to difference
     for sentence in answer_sentences(Path(args.out) / "differences.csv"):
         print(sentence)
     return 0

@@ -14,7 +14,13 @@ from tqdm import tqdm
 
 from .baselines import BASELINES
 from .data.wsolmeta import read_wsol_metadata
-from .metrics import LocalizationEvaluator, Protocol, all_reduce_sum, ground_truth
+from .metrics import (
+    LocalizationEvaluator,
+    Protocol,
+    all_reduce_sum,
+    ground_truth,
+    gt_fingerprint,
+)
 from .results import format_table, write_boxes, write_metrics
 from .rundir import cam_path
 from .runtime import write_csv_rows
@@ -145,6 +151,7 @@ def evaluate_cams(
     result = evaluator.compute(fixed_threshold)
     result["dataset"] = split.name
     result["split"] = split.split
+    result["gt_fingerprint"] = gt_fingerprint(split)
     if boxes_out:  # a second pass over the CAM files, at the thresholds now known
         p = protocol or Protocol()
         records = split.by_id()
@@ -414,6 +421,7 @@ def evaluate_model(
     }
     result["images"] = int(counts[2])
     result["dataset"], result["split"], result["cam_method"] = split.name, split.split, cam_method
+    result["gt_fingerprint"] = gt_fingerprint(split)
     if evaluator is not None and per_image:
         labels = {r.image_id: r.label for r in split.records}
         rows = _gather_rows(evaluator.per_image_rows(result))

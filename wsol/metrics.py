@@ -158,6 +158,20 @@ def ground_truth(split: DatasetSplit) -> dict[str, GroundTruth]:
     return out
 
 
+def gt_fingerprint(split: DatasetSplit) -> str:
+    """A short hash of what a split's results are scored against: every image id with its
+    label, size, boxes and number of masks (not where the files lie, so copies of one data set on
+    two machines agree). ``wsol compare`` pairs and pools only evaluations that agree on it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for r in sorted(split.records, key=lambda r: r.image_id):
+        boxes = ";".join(",".join(f"{v:g}" for v in b) for b in r.boxes)
+        size = "x".join(str(v) for v in r.size) if r.size else ""
+        digest.update(f"{r.image_id}|{r.label}|{size}|{boxes}|{len(r.mask_paths)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def _best_index(curve: np.ndarray) -> int:
     return int(np.argmax(curve))  # the first maximum, as ndarray.max() picks the value
 

@@ -62,6 +62,27 @@ def check_pooling(contexts: list[dict]) -> None:
     problems = []
     for key, members in groups.items():
         row = " / ".join(k for k in key if k)
+        for what, values in (
+            (
+                "protocol settings",
+                [json.dumps(c.get("protocol_settings"), sort_keys=True) for c in members],
+            ),
+            ("ground truth (data set)", [str(c.get("gt_fingerprint")) for c in members]),
+        ):
+            if len(set(values)) > 1:
+                first = members[0]
+                other = next(c for c, v in zip(members, values) if v != values[0])
+                detail = (
+                    _protocol_difference(
+                        first.get("protocol_settings"), other.get("protocol_settings")
+                    )
+                    if what == "protocol settings"
+                    else "their image ids, labels, sizes or boxes differ"
+                )
+                problems.append(
+                    f"{row}: {first['folder']} and {other['folder']} were evaluated with different "
+                    f"{what} ({detail}): not seeds of one setting"
+                )
         seen: dict = {}
         for c in members:
             source = c.get("checkpoint") or c.get("cams") or c["folder"]
@@ -106,15 +127,64 @@ def check_pooling(contexts: list[dict]) -> None:
         )
 
 
+def read_metrics(path: Path) -> dict:
+    """A metrics.json, or ValueError naming the file and line where it is not valid JSON (cut
+    short, or edited by hand)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path}:{err.lineno}: not valid JSON ({err.msg}); re-run its evaluation"
+        ) from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not an evaluation's metrics (a JSON object is expected)")
+    return data
+
+
+#: per_image.csv's columns that must be numbers
+_NUMERIC = ("iou", "gt_known_correct", "MaxBoxAcc_correct", "MaxBoxAccV2_score", "threshold",
+            "iou_fixed", "top1_correct", "top5_correct")  # fmt: skip
+
+
+#: the protocol settings that make results comparable (the name is a column of its own)
+PROTOCOL_SETTINGS = ("cam_curve_interval", "iou_thresholds", "multi_contour", "eval_size",
+                     "interpolation", "normalize", "fixed_threshold", "invalid_cams")  # fmt: skip
+
+
+def _protocol_settings(metrics: dict) -> dict:
+    protocol = metrics.get("protocol", {})
+    return {k: protocol.get(k) for k in PROTOCOL_SETTINGS}
+
+
+def _protocol_difference(a: dict | None, b: dict | None) -> str:
+    a, b = a or {}, b or {}
+    keys = [k for k in PROTOCOL_SETTINGS if a.get(k) != b.get(k)]
+    return ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in keys) or "unknown"
+
+
 def _load_run(path: Path):
     folder = resolve_eval_dir(path)
-    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics = read_metrics(folder / "metrics.json")
     per_image = folder / "per_image.csv"
     rows = None
     if per_image.is_file():
         import pandas as pd
 
-        rows = pd.read_csv(per_image)
+        try:
+            rows = pd.read_csv(per_image)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ValueError(f"{per_image}: not a readable CSV ({err})") from None
+        for column in (c for c in _NUMERIC if c in rows):
+            values = pd.to_numeric(rows[column], errors="coerce")
+            bad = values.isna() | ~np.isfinite(values.fillna(0))
+            if bad.any():
+                row = int(np.argmax(bad.to_numpy()))
+                raise ValueError(
+                    f"{per_image}:{row + 2}: {column} is {rows[column].iloc[row]!r}, not a finite "
+                    "number: this evaluation cannot be compared (re-run it)"
+                )
     return folder, metrics, rows
 
 
@@ -183,6 +253,8 @@ def compare_runs(
         )
         context["folder"] = str(folder)
         context["protocol"] = metrics.get("protocol", {}).get("name", "wsolevaluation")
+        context["protocol_settings"] = _protocol_settings(metrics)
+        context["gt_fingerprint"] = metrics.get("gt_fingerprint")
         contexts.append(context)
     check_pooling(contexts)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,7 +287,11 @@ def compare_runs(
 
     results = [(c, m) for c, (_, m, _) in zip(contexts, loaded)]
     diffs = _differences(per_image, n_boot, seed, results)
+    notes = _comparison_notes(loaded, contexts)
+    (out / "notes.txt").write_text("".join(n + "\n" for n in notes), encoding="utf-8")
     written = {"runs": out / "runs.csv", "table": out / "table.csv"}
+    if notes:
+        written["notes"] = out / "notes.txt"
     stale = out / "differences.csv"
     if diffs:
         pd.DataFrame(diffs).to_csv(stale, index=False)
@@ -341,6 +417,36 @@ def plot_pxap_curves(loaded, contexts, path: Path) -> Path:
     return path
 
 
+def _comparison_notes(loaded, contexts) -> list[str]:
+    """What a comparison could not do, and why: evaluations without per-image rows (their box
+    metrics cannot be differenced image by image), and rows of one data set and backbone that
+    are not paired because their ground truth or protocol settings differ."""
+    notes = []
+    for folder, metrics, rows in loaded:
+        if rows is None and "box" in metrics:
+            notes.append(
+                f"{folder} has no per_image.csv, so its boxes are not differenced against other "
+                "methods (it is written by every `wsol evaluate` of boxes: re-run the evaluation)"
+            )
+    by_row: dict = {}
+    for context in contexts:
+        key = (context.get("dataset"), context.get("backbone"), context.get("cam_method"),
+               context.get("protocol"))  # fmt: skip
+        by_row.setdefault(key, set()).add(
+            (
+                str(context.get("gt_fingerprint")),
+                json.dumps(context.get("protocol_settings"), sort_keys=True),
+            )
+        )
+    for key, kinds in by_row.items():
+        if len(kinds) > 1:
+            notes.append(
+                f"{' / '.join(str(k) for k in key if k)}: evaluations of different ground truth "
+                "or protocol settings are not paired (each is differenced only against its own kind)"
+            )
+    return notes
+
+
 #: the headline metric of each protocol's comparisons when a result does not say (older ones)
 PROTOCOL_HEADLINE = {"wsolevaluation": "MaxBoxAccV2", "cutmix2019": "top1_loc@fixed"}
 #: what a run's training schedule is made of: differenced rows that differ in it are flagged
@@ -402,11 +508,14 @@ def _differences(
     import pandas as pd
 
     def key_of(context) -> tuple:
+        # only evaluations of the same ground truth, with the same protocol settings, are paired
         return (
             str(context.get("dataset", "")),
             str(context.get("backbone", "")),
             str(context.get("cam_method", "")),
             str(context.get("protocol", "wsolevaluation")),
+            str(context.get("gt_fingerprint")),
+            json.dumps(context.get("protocol_settings"), sort_keys=True),
         )
 
     groups: dict = {}
@@ -425,7 +534,7 @@ def _differences(
     out = []
     rng = np.random.default_rng(seed)
     for group_key, methods in groups.items():
-        dataset, backbone, cam_method, protocol = group_key
+        dataset, backbone, cam_method, protocol = group_key[:4]
         names = set(methods) | set(pxap.get(group_key, {}))
         if len(names) < 2:
             continue
