@@ -484,3 +484,97 @@ def test_compare_refuses_nan_rows_and_names_broken_json(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert f"{a / 'metrics.json'}:" in err and "not valid JSON" in err
+
+
+# ------------------------------------------------------------------ the file system says no
+def _empty_config(tmp_path) -> str:
+    path = tmp_path / "empty.yaml"
+    path.write_text("{}\n")
+    return str(path)
+
+
+def test_a_name_longer_than_the_file_system_allows_is_a_sentence(synth_root, tmp_path, capsys):
+    out = tmp_path / ("r" * 300)
+    assert main(["train", _empty_config(tmp_path), "--out", str(out), *_small(synth_root)]) == 2
+    err = capsys.readouterr().err
+    assert "longer than the file system allows" in err and "Traceback" not in err
+
+
+def test_a_read_only_output_folder_is_a_sentence(synth_root, tmp_path, capsys, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    real = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if "locked" in str(self):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)  # (root ignores chmod: refuse as the OS would)
+    config = _empty_config(tmp_path)
+    assert (
+        main(["train", config, "--out", str(tmp_path / "locked" / "run"), *_small(synth_root)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "permission denied" in err and "locked" in err
+
+
+def test_a_read_only_train_log_on_resume_fails_before_any_epoch(synth_root, tmp_path, capsys,
+                                                                 monkeypatch):  # fmt: skip
+    import builtins
+    import errno
+
+    run = tmp_path / "run"
+    assert (
+        main(["train", _empty_config(tmp_path), "--out", str(run), "--quiet", *_small(synth_root)])
+        == 0
+    )
+    before = (run / "last.pt").read_bytes()
+    real = builtins.open
+
+    def guarded(file, mode="r", *args, **kwargs):
+        if str(file).endswith("train.log") and "a" in mode:
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    assert main(["train", "--resume", "--out", str(run), "--quiet", "epochs=2"]) == 2
+    assert f"cannot write {run / 'train.log'}: permission denied" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert (run / "last.pt").read_bytes() == before  # nothing lost, nothing trained
+
+
+def test_a_torch_write_failure_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from wsol.runtime import atomic_save
+
+    path = tmp_path / "last.pt"
+    atomic_save({"epoch": 1}, path)
+
+    def failing(obj, f, *a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed "
+                           "writing file data/0: file write failed")  # fmt: skip
+
+    monkeypatch.setattr(torch, "save", failing)
+    with pytest.raises(ValueError, match="could not write .* the previous last.pt is kept"):
+        atomic_save({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+
+
+def test_compare_and_gallery_replace_their_folder_whole_and_refuse_others(tmp_path, capsys):
+    a = _cam_eval(tmp_path, "a")
+    b = _cam_eval(tmp_path, "b", label="other")
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--out", str(out), "--quiet"]) == 0
+    (out / "stale.txt").write_text("from an earlier comparison")
+    assert main(["compare", str(a), str(b), "--out", str(out), "--quiet"]) == 0
+    assert not (out / "stale.txt").exists()  # replaced whole, not partly overwritten
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    assert main(["compare", str(a), str(b), "--out", str(mine), "--quiet"]) == 2
+    assert "holds files that are not a comparison's" in capsys.readouterr().err
+    assert (mine / "thesis.tex").read_text() == "precious"

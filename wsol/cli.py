@@ -1050,6 +1050,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"wsol: error: {_sentence(err)}", file=sys.stderr)
         return 2
+    except OSError as err:  # the file system said no: a sentence, never a traceback
+        print(f"wsol: error: {os_sentence(err)}", file=sys.stderr)
+        return 2
     except RuntimeError as err:
         if "timed out" not in str(err).lower() and "timeout" not in str(err).lower():
             raise
@@ -1068,6 +1071,27 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         _close_distributed()
+
+
+def os_sentence(err: OSError) -> str:
+    """What the file system refused, in one sentence naming the file and what to do."""
+    import errno
+
+    name = err.filename or "a file"
+    code = err.errno
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"cannot write {name}: permission denied (a read-only folder?); choose another --out "
+            "or make it writable"
+        )
+    if code == errno.ENOSPC:
+        return f"no space left on the device while writing {name}: free some space and run it again"
+    if code == errno.ENAMETOOLONG:
+        return (
+            f"a file name is longer than the file system allows: {name}; choose a shorter --out or "
+            "label"
+        )
+    return f"{err.strerror or err}: {name}"
 
 
 def _close_distributed() -> None:

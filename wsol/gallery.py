@@ -274,7 +274,11 @@ def build_gallery(
     runs = [load_eval(p) for p in eval_dirs]
     ids = select_images(runs, select, count, seed)
     how = describe_selection(select, runs, len(ids), seed)
-    out = Path(out_dir)
+    from .runtime import check_output_folder, publish_folder, stage_folder
+
+    final = Path(out_dir)
+    check_output_folder(final, "index.html", "a gallery")
+    out = stage_folder(final)  # written whole, moved into place at the end
     (out / "images").mkdir(parents=True, exist_ok=True)
     images_root = Path(images_root) if images_root is not None else None
     split = _split(runs[0], images_root)
@@ -304,11 +308,12 @@ def build_gallery(
             }
     _png(out / "gallery.png", runs, ids, cells, names, how)
     (out / "index.html").write_text(_html(runs, ids, cells, names, how), encoding="utf-8")
+    publish_folder(out, final)
     return {
-        "png": out / "gallery.png",
-        "pdf": out / "gallery.pdf",
-        "svg": out / "gallery.svg",
-        "html": out / "index.html",
+        "png": final / "gallery.png",
+        "pdf": final / "gallery.pdf",
+        "svg": final / "gallery.svg",
+        "html": final / "index.html",
     }
 
 

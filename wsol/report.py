@@ -11,6 +11,7 @@ import numpy as np
 from .config import RUN_ONLY_KEYS, flatten
 from .results import metrics_table
 from .rundir import resolve_eval_dir
+from .runtime import check_output_folder, publish_folder, stage_folder
 
 # ------------------------------------------------------------------------------- comparing
 HEADLINE = (
@@ -257,7 +258,9 @@ def compare_runs(
         context["gt_fingerprint"] = metrics.get("gt_fingerprint")
         contexts.append(context)
     check_pooling(contexts)
-    out.mkdir(parents=True, exist_ok=True)
+    final = out
+    check_output_folder(final, "table.csv", "a comparison")
+    out = stage_folder(final)  # written whole, moved into place at the end
     tidy, per_image = [], []
     for (folder, metrics, rows), context in zip(loaded, contexts):
         for row in metrics_table(metrics, context):
@@ -301,7 +304,8 @@ def compare_runs(
     written["curves"] = plot_threshold_curves(loaded, contexts, out / "maxboxacc_curves.png")
     if any("mask" in m for _, m, _ in loaded):
         written["pxap"] = plot_pxap_curves(loaded, contexts, out / "pxap_curves.png")
-    return written
+    publish_folder(out, final)
+    return {k: final / Path(v).name if isinstance(v, Path) else v for k, v in written.items()}
 
 
 #: one colour per row in every plot of a comparison: Okabe & Ito's palette, which colour-blind

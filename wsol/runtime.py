@@ -54,6 +54,19 @@ def stage_folder(final: str | Path) -> Path:
     return stage
 
 
+def check_output_folder(out: str | Path, marker: str, what: str) -> None:
+    """Refuse an ``--out`` folder that holds something other than an earlier output of this
+    kind (one with ``marker`` in it), before any work: it would be replaced whole."""
+    out = Path(out)
+    if out.is_file():
+        raise FileExistsError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).exists():
+        raise FileExistsError(
+            f"--out {out} holds files that are not {what}'s: give an empty or new folder (it is "
+            "written whole, replacing what is there)"
+        )
+
+
 def publish_folder(stage: str | Path, final: str | Path) -> None:
     """Replace ``final`` (if any) by ``stage`` in two renames: a reader sees the old folder or the
     new one, never a mix."""
@@ -291,6 +304,13 @@ def atomic_save(obj, path: Path) -> None:
             raise ValueError(
                 f"no space left on the device while writing {path}; the previous "
                 f"{path.name} is kept: free some space, then `wsol train --resume`"
+            ) from None
+        if isinstance(err, RuntimeError) and "write" in str(err).lower():
+            # torch's own words for a failed write ("PytorchStreamWriter failed writing file")
+            first = str(err).splitlines()[0]
+            raise ValueError(
+                f"could not write {path} ({first}); the previous {path.name} is kept: check the "
+                f"free space and permissions of {path.parent}, then `wsol train --resume`"
             ) from None
         raise
 

@@ -46,6 +46,16 @@ class RunLog:
         self.enabled, self.echo = enabled, echo
         self.writer = None
         self._epoch_seconds: list[float] = []
+        if enabled:  # a log that cannot be written fails now, with its name, not mid-run
+            import errno
+            import os
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(self.folder / "train.log", "a", encoding="utf-8"):
+                pass
+            board = self.folder / "tensorboard"
+            if tensorboard and board.exists() and not os.access(board, os.W_OK):
+                raise PermissionError(errno.EACCES, "permission denied", str(board))
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
