@@ -89,3 +89,42 @@ def test_a_stopped_rank_times_out_instead_of_hanging(tmp_path):
     assert done.returncode != 0
     assert time.time() - start < 60  # rank 0 gave up long before rank 1 woke
     assert "timed out" in done.stderr.lower() or "timeout" in done.stderr.lower()
+
+
+def test_a_stopped_rank_is_named_while_the_others_wait(tmp_path):
+    # rank 1 stops itself (SIGSTOP: its heartbeat thread stops too); rank 0, waiting in a
+    # collective, says so within seconds and fails at its timeout
+    script = tmp_path / "stop.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal, torch, torch.distributed as dist
+            from wsol.runtime import setup_distributed
+            d = setup_distributed("cpu", timeout_s=8)
+            if d.rank == 1:
+                os.kill(os.getpid(), signal.SIGSTOP)
+            dist.all_reduce(torch.ones(1))
+            """
+        )
+    )
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd()),
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+           "WSOL_HEARTBEAT_S": "0.5", "WSOL_SILENT_S": "2"}  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            env={**env, "RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for r in (0, 1)
+    ]
+    try:
+        _, err = procs[0].communicate(timeout=90)
+    finally:
+        for p in procs:
+            p.kill()
+    assert procs[0].returncode != 0
+    assert "rank 1 has not answered for" in err and "dist_timeout (8 s a collective)" in err

@@ -163,9 +163,73 @@ def _complete_trials(out: Path) -> pd.DataFrame:
 
 
 def test_two_workers_on_one_storage_complete_exactly_the_trials(synth_root, tmp_path, space):
+    # both workers run the same command, one --seed included (docs/sweep.md): their trials
+    # still differ, each draw being a function of the seed and the trial's number
     out = tmp_path / "shared"
-    _two_workers(synth_root, space, out, 2)
-    assert len(_complete_trials(out)) == 2
+    _two_workers(synth_root, space, out, 2, "--seed", "7")
+    complete = _complete_trials(out)
+    assert len(complete) == 2
+    import optuna
+
+    from wsol.sweep import trial_seeded_sampler
+
+    study = optuna.create_study(sampler=trial_seeded_sampler(7))
+    expected = {}
+    for number in range(2):  # the same draws again, trial by trial, in one process
+        trial = study.ask()
+        expected[number] = trial.suggest_float("optim.lr", 0.001, 0.1, log=True)
+        study.tell(trial, 0.0)
+    assert sorted(complete["optim.lr"]) == pytest.approx(sorted(expected.values()))
+
+
+def test_the_trial_seeded_sampler_draws_as_random_search_does():
+    import numpy as np
+    import optuna
+
+    from wsol.sweep import trial_seeded_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=trial_seeded_sampler(0))
+    values, ints, cats = [], [], []
+    for _ in range(400):
+        trial = study.ask()
+        values.append(trial.suggest_float("lr", 1e-4, 1e-0, log=True))
+        ints.append(trial.suggest_int("k", 2, 6))
+        cats.append(trial.suggest_categorical("c", ["a", "b", "c"]))
+        study.tell(trial, 0.0)
+    logs = np.log10(values)
+    assert logs.min() >= -4 and logs.max() <= 0 and abs(logs.mean() + 2) < 0.2  # log-uniform
+    assert set(ints) == {2, 3, 4, 5, 6} and set(cats) == {"a", "b", "c"}
+    assert len(set(values)) == 400  # every trial its own draw
+
+
+def test_a_locked_study_database_fails_within_seconds(synth_root, tmp_path, space):
+    import sqlite3
+
+    from wsol.sweep import SQLITE_WAIT_S
+
+    out = tmp_path / "locked"
+    out.mkdir()
+    holder = sqlite3.connect(out / "study.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the database
+    try:
+        start = time.time()
+        done = subprocess.run(_sweep_cmd(synth_root, space, out, 1), capture_output=True,
+                              text=True, env=_env(), timeout=120)  # fmt: skip
+        took = time.time() - start
+    finally:
+        holder.rollback()
+        holder.close()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "is locked by another process" in done.stderr and "Traceback" not in done.stderr
+    assert took < SQLITE_WAIT_S + 30  # the wait and the start of the command, not minutes
+
+
+def test_a_missing_data_root_is_refused_before_the_first_trial(tmp_path, space):
+    done = subprocess.run(_sweep_cmd(tmp_path / "nowhere", space, tmp_path / "s", 1),
+                          capture_output=True, text=True, env=_env())  # fmt: skip
+    assert done.returncode == 2 and "data.root" in done.stderr and "does not exist" in done.stderr
+    assert not (tmp_path / "s" / "trials").exists()
 
 
 def _postgres_binaries() -> Path | None:

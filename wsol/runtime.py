@@ -154,11 +154,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device("cuda") if use_cuda else torch.device("cpu")
 
 
-def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> Dist:
+def setup_distributed(device: str = "auto", timeout_s: float = 0.0) -> Dist:
     """Read torchrun's environment; start the process group when WORLD_SIZE > 1.
 
     ``timeout_s`` bounds every collective: a rank that stops or hangs makes the others fail
-    with a timeout after that long instead of waiting forever."""
+    with a timeout after that long instead of waiting forever (0: ``AUTO_DIST_TIMEOUT``); rank
+    0 says, while waiting, which rank has stopped answering (:func:`start_rank_watch`)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -173,11 +174,83 @@ def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> Dist:
 
         if use_cuda:  # NCCL raises on a timed-out collective only with async error handling
             os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+        timeout_s = resolve_dist_timeout(timeout_s, use_cuda)
         dist.init_process_group(
             backend="nccl" if use_cuda else "gloo",
             timeout=datetime.timedelta(seconds=float(timeout_s)),
         )
+        start_rank_watch(rank, world, timeout_s)
     return Dist(rank, world, local_rank, dev)
+
+
+#: ``dist_timeout: 0`` means this many seconds: on GPUs (NCCL) as torch's default, on the CPU
+#: (gloo) less, since a CPU job's collectives wait seconds at most and a stopped rank should
+#: fail the job within minutes
+AUTO_DIST_TIMEOUT = {"cuda": 600.0, "cpu": 180.0}
+#: seconds between the heartbeats every rank writes to the process group's store, and how stale
+#: one may be before rank 0 says that rank is not answering
+HEARTBEAT_S, SILENT_S = 5.0, 30.0
+
+
+def resolve_dist_timeout(timeout_s: float, use_cuda: bool) -> float:
+    """The collective timeout in seconds: ``timeout_s``, or for 0 the default of the device."""
+    if timeout_s and timeout_s > 0:
+        return float(timeout_s)
+    return AUTO_DIST_TIMEOUT["cuda" if use_cuda else "cpu"]
+
+
+def start_rank_watch(rank: int, world: int, timeout_s: float) -> None:
+    """Heartbeats in the process group's store: every rank stamps its key every
+    ``HEARTBEAT_S``; rank 0 prints, once per silence, which rank has not stamped for
+    ``SILENT_S`` (stopped with SIGSTOP, stuck, or gone) and how long the others will still wait
+    (``timeout_s``) before the job fails. Daemon threads: they end with the process."""
+    import sys
+    import threading
+    import time
+
+    try:
+        store = dist.distributed_c10d._get_default_store()
+    except Exception:  # noqa: BLE001 - an unusual launcher: no watch, the timeout still holds
+        return
+    beat_s = float(os.environ.get("WSOL_HEARTBEAT_S", HEARTBEAT_S))
+    silent_s = float(os.environ.get("WSOL_SILENT_S", SILENT_S))
+
+    def beat() -> None:
+        while True:
+            try:
+                store.set(f"wsol/heartbeat/{rank}", repr(time.time()))
+            except Exception:  # noqa: BLE001 - the store is gone: the job is ending
+                return
+            time.sleep(beat_s)
+
+    def watch() -> None:
+        told: set[int] = set()
+        started = time.time()
+        while True:
+            time.sleep(beat_s)
+            now = time.time()
+            for other in range(1, world):
+                try:
+                    key = f"wsol/heartbeat/{other}"
+                    last = float(store.get(key)) if store.check([key]) else started
+                except Exception:  # noqa: BLE001
+                    return
+                silent = now - last
+                if silent > silent_s and other not in told:
+                    told.add(other)
+                    print(
+                        f"wsol: rank {other} has not answered for {silent:.0f} s (stopped, stuck or "
+                        f"gone?); the other ranks wait for it up to dist_timeout ({timeout_s:g} s "
+                        "a collective), then the job fails",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                elif silent <= silent_s:
+                    told.discard(other)
+
+    threading.Thread(target=beat, name="wsol-heartbeat", daemon=True).start()
+    if rank == 0 and world > 1:
+        threading.Thread(target=watch, name="wsol-rank-watch", daemon=True).start()
 
 
 def runtime_record(d: Dist, batch_size: int) -> dict:

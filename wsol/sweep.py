@@ -43,6 +43,8 @@ import yaml
 from .config import ConfigError, check_plain_yaml, config_from_dict, load_config, save_config
 
 SAMPLERS = ("random", "tpe")
+#: seconds a SQLite write waits for another worker's before the database counts as locked
+SQLITE_WAIT_S = 10.0
 KINDS = ("float", "int", "categorical")
 
 
@@ -171,7 +173,9 @@ def open_study(url: str, name: str, sampler: str, seed: int | None, prune: bool,
 
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    # a SQLite write waits at most this long for another worker's; a database that stays
+    # locked (another process holds it) is reported within seconds, not retried for minutes
+    engine = {"connect_args": {"timeout": SQLITE_WAIT_S}} if url.startswith("sqlite") else {}
     for attempt in range(4):
         try:
             with warnings.catch_warnings():
@@ -197,14 +201,18 @@ def open_study(url: str, name: str, sampler: str, seed: int | None, prune: bool,
                 "PostgreSQL: pip install 'wsol[postgres]'"
             ) from None
         except Exception as err:  # SQLAlchemy errors: no server, a wrong password, or two
-            if attempt == 3:  # workers creating the tables of a new database at once
+            if "database is locked" in str(err):  # workers creating the tables at once
+                raise ValueError(
+                    f"the study database {_safe(url)} is locked by another process (it waited "
+                    f"{SQLITE_WAIT_S:g} s): stop that process, or give another --storage"
+                ) from None
+            if attempt == 3:
                 raise ValueError(f"cannot open the study storage {_safe(url)}: {err}") from None
             time.sleep(1.0 + attempt)
-    made = (
-        optuna.samplers.RandomSampler(seed=seed)
-        if sampler == "random"
-        else optuna.samplers.TPESampler(seed=seed)
-    )
+    if sampler == "random":
+        made = trial_seeded_sampler(seed) if seed is not None else optuna.samplers.RandomSampler()
+    else:
+        made = optuna.samplers.TPESampler(seed=seed)
     pruner = optuna.pruners.MedianPruner(n_warmup_steps=1) if prune else optuna.pruners.NopPruner()
     return optuna.create_study(
         study_name=name,
@@ -214,6 +222,76 @@ def open_study(url: str, name: str, sampler: str, seed: int | None, prune: bool,
         direction="maximize",
         load_if_exists=True,
     )
+
+
+def trial_seeded_sampler(seed: int):
+    """A :class:`TrialSeededSampler` that Optuna accepts as a sampler (a ``BaseSampler``)."""
+    import optuna
+
+    class Sampler(TrialSeededSampler, optuna.samplers.BaseSampler):
+        pass
+
+    return Sampler(seed)
+
+
+class TrialSeededSampler:
+    """Random search whose every draw is a function of the study's seed, the trial's number and
+    the parameter's name, so that a study is reproducible and its trials differ however many
+    workers share it (Optuna's ``RandomSampler(seed)`` gives every worker that starts with one
+    seed the same sequence: two workers would evaluate identical trials). Draws as
+    ``RandomSampler`` does: uniform or log-uniform floats and ints (steps kept), uniform
+    categories."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+
+    def _rng(self, trial, name: str):
+        import zlib
+
+        import numpy as np
+
+        return np.random.default_rng([self.seed, trial.number, zlib.crc32(name.encode())])
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, distribution):
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
+
+        rng = self._rng(trial, param_name)
+        if isinstance(distribution, CategoricalDistribution):
+            return distribution.choices[int(rng.integers(len(distribution.choices)))]
+        low, high = distribution.low, distribution.high
+        if isinstance(distribution, IntDistribution):
+            if distribution.log:
+                value = math.exp(rng.uniform(math.log(low - 0.5), math.log(high + 0.5)))
+                return int(min(max(round(value), low), high))
+            step = distribution.step
+            return int(low + step * int(rng.integers((high - low) // step + 1)))
+        if isinstance(distribution, FloatDistribution):
+            if distribution.log:
+                return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+            if distribution.step is not None:
+                steps = int(round((high - low) / distribution.step))
+                return float(low + distribution.step * int(rng.integers(steps + 1)))
+            return float(rng.uniform(low, high))
+        raise ValueError(f"the sweep cannot draw a {type(distribution).__name__}")
+
+    def before_trial(self, study, trial):
+        pass
+
+    def after_trial(self, study, trial, state, values):
+        pass
+
+    def reseed_rng(self) -> None:
+        pass
 
 
 def _safe(url: str) -> str:
@@ -437,8 +515,17 @@ def run_sweep(
         raise ValueError(f"--trials must be >= 1, not {trials}")
     if nproc < 1:
         raise ValueError(f"--nproc must be >= 1, not {nproc}")
+    if not heartbeat > 0:
+        raise ValueError(f"--heartbeat must be > 0 seconds, not {heartbeat}")
     config, out = Path(config).resolve(), Path(out)
     cfg = load_config(config, overrides)  # every key and value checked before any trial
+    for key in ("root", "metadata", "masks"):  # the data of every trial, before the first
+        value = getattr(cfg.data, key)
+        if value and not Path(value).exists():
+            raise FileNotFoundError(
+                f"data.{key} {value} does not exist: every trial would fail on it (give it as "
+                f"data.{key}=... after the config)"
+            )
     dims = read_space(space)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
