@@ -578,3 +578,30 @@ def test_compare_and_gallery_replace_their_folder_whole_and_refuse_others(tmp_pa
     assert main(["compare", str(a), str(b), "--out", str(mine), "--quiet"]) == 2
     assert "holds files that are not a comparison's" in capsys.readouterr().err
     assert (mine / "thesis.tex").read_text() == "precious"
+
+
+def test_gallery_reads_folders_of_other_versions_or_says_why_not(tmp_path, capsys):
+    import json
+
+    from wsol.data import SynthSpec, convert_cub, make_synthetic
+
+    data = tmp_path / "data"
+    make_synthetic(data, SynthSpec(classes=2, train=4, test=4, size=32, seed=2), progress=False)
+    meta = convert_cub(data, tmp_path / "meta", val_per_class=0)["test"]
+    cams = tmp_path / "cams"
+    for line in (meta / "image_ids.txt").read_text().split():
+        (cams / line).parent.mkdir(parents=True, exist_ok=True)
+        np.save(cams / f"{line}.npy", np.random.default_rng(0).random((8, 8)).astype(np.float32))
+    ev = tmp_path / "ev"
+    assert main(["evaluate", "--cams", str(cams), "--metadata", str(meta), "--out", str(ev),
+                 "--quiet", "--cam-curve-interval", "0.05"]) == 0  # fmt: skip
+    metrics = json.loads((ev / "metrics.json").read_text())
+    metrics["context"]["a_key_of_a_later_version"] = 1
+    (ev / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["gallery", str(ev), "--out", str(tmp_path / "g"), "--data", str(data / "images"),
+                 "--count", "2", "--quiet"]) == 0  # fmt: skip
+    del metrics["loc"]
+    (ev / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["gallery", str(ev), "--out", str(tmp_path / "g2"), "--data", str(data / "images"),
+                 "--quiet"]) == 2  # fmt: skip
+    assert "holds no box evaluation" in capsys.readouterr().err

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +56,15 @@ class EvalRun:
 
 
 def load_eval(path: str | Path) -> EvalRun:
+    from .report import read_metrics
+
     folder = resolve_eval_dir(path)
-    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics = read_metrics(folder / "metrics.json")
+    if "loc" not in metrics or "best_threshold" not in metrics.get("loc", {}):
+        raise ValueError(
+            f"{folder} holds no box evaluation (a masks-only one, or one written by another "
+            "version of wsol): a gallery draws boxes at the evaluation's threshold"
+        )
     per_image = folder / "per_image.csv"
     if not per_image.is_file():
         raise FileNotFoundError(f"{per_image} does not exist; it is written by box evaluations")
