@@ -246,6 +246,15 @@ def check_config(cfg: TrainConfig) -> list[str]:
             section, _, name = key.rpartition(".")
             value = getattr(getattr(cfg, section) if section else cfg, name)
             errors.append(f"{key}: must be {must}, not {value!r}")
+    for k in (1, 2, 3):  # SPG's (high, low) pairs: a low above its high is meaningless
+        high = getattr(cfg.method, f"spg_threshold_{k}h")
+        low = getattr(cfg.method, f"spg_threshold_{k}l")
+        if low > high:
+            errors.append(
+                f"method.spg_threshold_{k}l: must be <= method.spg_threshold_{k}h ({high}), not "
+                f"{low} (pixels between them would all be background; the reference's mask_bg "
+                "overrides its mask_fg)"
+            )
     if cfg.data.val_per_class > 0 and cfg.data.format == "imagenet" and not cfg.data.metadata:
         errors.append(
             "data.val_per_class: with data.format imagenet and no data.metadata, val is the test "

@@ -60,10 +60,16 @@ class Dimension:
     high: float | None = None
     log: bool = False
     choices: tuple = field(default_factory=tuple)
+    #: another key of the space (listed before this one) whose drawn value bounds this one from
+    #: above: SPG's low thresholds are drawn at most their high ones
+    at_most: str | None = None
 
-    def suggest(self, trial):
+    def suggest(self, trial, drawn: dict | None = None):
         if self.kind == "float":
-            return trial.suggest_float(self.key, self.low, self.high, log=self.log)
+            high = self.high
+            if self.at_most is not None and drawn is not None and self.at_most in drawn:
+                high = max(self.low, min(self.high, float(drawn[self.at_most])))
+            return trial.suggest_float(self.key, self.low, high, log=self.log)
         if self.kind == "int":
             return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
         return trial.suggest_categorical(self.key, list(self.choices))
@@ -96,14 +102,15 @@ def read_space(path: str | Path) -> list[Dimension]:
         except ValueError as err:
             errors.append(f"{where}: {err}")
             continue
-        for value in _probe_values(dims[-1]):
-            try:
-                config_from_dict({}, [f"{key}={value}"])
-            except ConfigError as err:
-                detail = str(err).split("\n", 1)[-1].strip()
-                detail = detail.removeprefix(f"{key}: ")  # the key is said once, in `where`
-                errors.append(f"{where}: {detail}")
-                break
+    errors += _probe_space(dims, path, lines)
+    drawn_before: set = set()
+    for d in dims:
+        if d.at_most is not None and d.at_most not in drawn_before:
+            errors.append(
+                f"{path}:{lines.get(d.key, '?')}: {d.key}: at_most {d.at_most} must be a key of "
+                "the space listed before it"
+            )
+        drawn_before.add(d.key)
     if errors:
         raise ConfigError(f"{path}: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
     return dims
@@ -114,7 +121,7 @@ def _dimension(key: str, spec) -> Dimension:
         raise ValueError(
             "must be a mapping such as {type: float, low: 0.001, high: 0.1, log: true}"
         )
-    unknown = set(spec) - {"type", "low", "high", "log", "choices"}
+    unknown = set(spec) - {"type", "low", "high", "log", "choices", "at_most"}
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
     kind = spec.get("type", "categorical" if "choices" in spec else "float")
@@ -138,11 +145,47 @@ def _dimension(key: str, spec) -> Dimension:
         raise ValueError(f"needs low < high{' and low > 0 (log)' if log else ''}: {low}, {high}")
     if kind == "int" and (low != int(low) or high != int(high)):
         raise ValueError("an int dimension needs whole numbers low and high")
-    return Dimension(key, kind, low, high, log)
+    at_most = spec.get("at_most")
+    if at_most is not None and (kind != "float" or not isinstance(at_most, str)):
+        raise ValueError("at_most: another float key of the space, for a float dimension")
+    return Dimension(key, kind, low, high, log, at_most=at_most)
 
 
-def _probe_values(dim: Dimension) -> list:
-    return list(dim.choices) if dim.kind == "categorical" else [dim.low, dim.high]
+def _probe_space(dims: list[Dimension], path: Path, lines: dict) -> list[str]:
+    """Every key at both ends of its range (every choice of a categorical one), checked against
+    the config together, as trials draw them (an ``at_most`` key at most its bound): one error
+    line per problem, naming the key's line in the space file."""
+    numeric = [d for d in dims if d.kind != "categorical"]
+    categorical = [d for d in dims if d.kind == "categorical"]
+    probes = []
+    for end in ("low", "high"):
+        probe = {}
+        for d in numeric:
+            value = d.low if end == "low" else d.high
+            value = int(value) if d.kind == "int" else value
+            if d.at_most is not None and d.at_most in probe:
+                value = max(d.low, min(value, probe[d.at_most]))
+            probe[d.key] = value
+        probe.update({d.key: d.choices[0] for d in categorical})
+        probes.append(probe)
+    for d in categorical:
+        probes += [{**probes[0], d.key: choice} for choice in d.choices[1:]]
+    errors: list[str] = []
+    for probe in probes:
+        try:
+            config_from_dict({}, [override(k, v) for k, v in probe.items()])
+        except ConfigError as err:
+            for line in str(err).split("\n")[1:]:
+                line = line.strip()
+                key = line.split(":", 1)[0]
+                if key in lines:  # said once, at the key's line
+                    detail = line.removeprefix(f"{key}: ")
+                    message = f"{path}:{lines[key]}: {key}: {detail}"
+                else:
+                    message = f"{path}: {line}"
+                if message not in errors:
+                    errors.append(message)
+    return errors
 
 
 def override(key: str, value) -> str:
@@ -439,7 +482,9 @@ class Sweep:
             trial.set_user_attr("note", "surplus")
             trial.study.stop()
             raise optuna.TrialPruned("the study already has its trials")
-        values = {d.key: d.suggest(trial) for d in self.space}
+        values: dict = {}
+        for d in self.space:  # in file order: an `at_most` key is drawn before its bound
+            values[d.key] = d.suggest(trial, values)
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
         with warnings.catch_warnings():  # "experimental" in Optuna 4.9 and 5
             warnings.simplefilter("ignore")

@@ -28,7 +28,11 @@ def hide_cells(
     if grid_size <= 0:
         return images, torch.zeros(b, 0, 0, dtype=torch.bool)
     rows, cols = -(-h // grid_size), -(-w // grid_size)
-    hidden = torch.rand(b, rows, cols, generator=generator) <= drop_rate  # the reference's <=
+    # the reference's `random.random() <= drop_rate`: a draw equal to the rate hides its cell;
+    # a rate of 0 hides nothing (the reference's draw of exactly 0.0, chance 2**-53, would)
+    hidden = torch.rand(b, rows, cols, generator=generator) <= drop_rate
+    if drop_rate <= 0:
+        hidden = torch.zeros_like(hidden)
     mask = hidden.repeat_interleave(grid_size, 1).repeat_interleave(grid_size, 2)[:, :h, :w]
     keep = (~mask).to(images.device, images.dtype)[:, None]
     return images * keep, hidden

@@ -37,7 +37,10 @@ def guidance_mask(guide: torch.Tensor, high: float, low: float) -> torch.Tensor:
     """SPG's target mask of ``guide`` (B, 1, H, W): 1 foreground, 0 background, 255 ignored.
 
     Foreground is ``guide > high``, or ``guide > 0.7 * max`` for an image where fewer than 30
-    pixels pass ``high``; background (``guide < low``) wins over foreground."""
+    pixels pass ``high``; background (``guide < low``) wins over foreground. Both comparisons
+    are strict, as the reference's ``mask_fg`` / ``mask_bg``: a pixel at exactly ``high`` is not
+    foreground, one at exactly ``low`` not background (it is ignored). ``low > high`` is refused
+    by the config (the reference would make every pixel in between background)."""
     guide = guide.detach()
     count = (guide > high).flatten(1).sum(dim=1)
     top = guide.flatten(1).max(dim=1).values
@@ -50,9 +53,13 @@ def guidance_mask(guide: torch.Tensor, high: float, low: float) -> torch.Tensor:
 
 def guided_bce(logits: torch.Tensor, guide: torch.Tensor, high: float, low: float) -> torch.Tensor:
     """Binary cross-entropy of ``logits`` (B, 1, H, W) against ``guidance_mask(guide)`` over the
-    pixels that are not ignored."""
+    pixels that are not ignored. A batch whose every pixel is ignored (a constant guide between
+    the thresholds) contributes 0, on the graph; the reference's mean over no pixel is NaN,
+    which would end the run."""
     mask = guidance_mask(guide, high, low)
     keep = mask != IGNORE
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
     return F.binary_cross_entropy_with_logits(logits[keep].float(), mask[keep].float())
 
 

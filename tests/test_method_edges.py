@@ -1,0 +1,291 @@
+"""The methods at their edges, with known answers worked out from clovaai/wsolevaluation's code
+(``wsol/method/*.py``; each test names the line it follows): equality at every threshold, the
+extreme values of every parameter, crossing ranges, all-equal and all-zero maps, a batch of one.
+Where the reference is undefined there (a NaN) or the input meaningless, the choice is ours and
+says so (docs/metrics.md, "Methods at their edges")."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wsol.config import ConfigError, load_config
+from wsol.methods import (
+    ADL,
+    create_method,
+    cutmix,
+    cutout,
+    drop_mask,
+    erase,
+    foreground_loss,
+    guidance_mask,
+    guided_bce,
+    hide_cells,
+    mixup,
+    normalize_maps,
+    rand_box,
+)
+from wsol.methods.base import MethodConfig, mixed_loss
+from wsol.methods.spg import IGNORE
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------ HaS
+def test_has_equality_hides_the_cell():
+    # has.py: `if random.random() <= drop_rate: image[...] = 0.`, one draw per cell: a draw equal
+    # to the rate hides its cell
+    g = _gen(3)
+    draws = torch.rand(1, 2, 2, generator=g)
+    rate = float(draws[0, 0, 1])
+    images = torch.ones(1, 1, 4, 4)
+    out, hidden = hide_cells(images, 2, rate, _gen(3))
+    assert bool(hidden[0, 0, 1]) and (out[0, 0, 0:2, 2:4] == 0).all()
+    assert torch.equal(hidden, draws <= rate)
+
+
+def test_has_rates_zero_and_one_and_grid_zero():
+    images = torch.rand(3, 3, 8, 8) + 0.1
+    out, hidden = hide_cells(images, 2, 0.0, _gen())
+    assert torch.equal(out, images) and not hidden.any()  # 0: nothing (ours, see the module)
+    out, hidden = hide_cells(images, 2, 1.0, _gen())
+    assert (out == 0).all() and hidden.all()  # 1: every cell (a draw is always <= 1)
+    out, _ = hide_cells(images, 0, 1.0, _gen())
+    assert torch.equal(out, images)  # has.py: `if grid_size == 0: return image`
+
+
+def test_has_a_cell_larger_than_the_image_hides_all_or_nothing():
+    # has.py: range(0, width, grid_size) has one step, clipped by min(): one cell, the image
+    images = torch.rand(64, 3, 5, 7) + 0.1
+    out, hidden = hide_cells(images, 100, 0.5, _gen(1))
+    assert hidden.shape == (64, 1, 1)
+    for k in range(64):
+        assert (out[k] == 0).all() if hidden[k, 0, 0] else torch.equal(out[k], images[k])
+    assert 0 < int(hidden.sum()) < 64
+
+
+def test_has_a_batch_of_one():
+    out, hidden = hide_cells(torch.ones(1, 3, 6, 6), 3, 0.5, _gen(2))
+    assert out.shape == (1, 3, 6, 6) and hidden.shape == (1, 2, 2)
+
+
+# ------------------------------------------------------------------------------------ ACoL
+def test_acol_erasing_at_equality_and_at_the_extreme_thresholds():
+    # acol.py _erase_attention: `pos = torch.ge(attention, drop_threshold)`; mask[pos] = 0
+    features = torch.ones(1, 2, 1, 3)
+    attention = torch.tensor([[[[0.0, 0.5, 1.0]]]])
+    assert erase(features, attention, 0.5)[0, 0, 0].tolist() == [1.0, 0.0, 0.0]  # 0.5 >= 0.5
+    assert erase(features, attention, 1.0)[0, 0, 0].tolist() == [1.0, 1.0, 0.0]  # only the max
+    assert erase(features, attention, 0.0)[0, 0, 0].tolist() == [0.0, 0.0, 0.0]  # everything
+
+
+def test_acol_all_equal_and_all_zero_maps_normalise_to_zero():
+    # util.py normalize_tensor divides by max - min: 0 / 0 = NaN for a constant map, and
+    # torch.ge(NaN, t) is False, so the reference erases nothing. Ours: a constant map is 0
+    # (docs/metrics.md): nothing erased for any threshold above 0, everything at threshold 0
+    for value in (0.0, 3.0):
+        maps = torch.full((2, 1, 4, 4), value)
+        norm = normalize_maps(maps)
+        assert (norm == 0).all() and not norm.isnan().any()
+        features = torch.ones(2, 5, 4, 4)
+        assert torch.equal(erase(features, norm, 0.7), features)
+        assert (erase(features, norm, 0.0) == 0).all()
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_acol_trains_a_batch_of_one_at_the_extreme_thresholds(threshold):
+    from wsol.models import create_model
+    from wsol.train import build_optimizer, train_step
+
+    method = create_method(MethodConfig("acol", acol_threshold=threshold))
+    model = method.adapt_model(create_model("smallcnn", 3))
+    opt = build_optimizer(model, load_config(None, []))
+    loss, correct = train_step(model, torch.randn(1, 3, 32, 32), torch.tensor([2]), opt, method)
+    assert torch.isfinite(loss) and correct.item() in (0, 1)
+    model.eval()
+    with torch.no_grad():
+        features = model.forward_features(torch.randn(1, 3, 32, 32))
+        cams = method.cams(model, features, torch.tensor([1]))
+    assert cams.shape[0] == 1 and torch.isfinite(cams).all() and cams.max() <= 1.0
+
+
+# ------------------------------------------------------------------------------------ SPG
+def test_spg_masks_at_equality_of_both_thresholds():
+    # spg.py mask_fg: `attention > threshold` (strict); mask_bg: `attention < threshold`
+    # (strict): a pixel at exactly high is not foreground, at exactly low not background
+    guide = torch.zeros(1, 1, 10, 10)
+    guide[0, 0, :4] = 0.8  # 40 pixels above high: no fallback
+    guide[0, 0, 4:6] = 0.5  # exactly high
+    guide[0, 0, 6:8] = 0.1  # exactly low
+    guide[0, 0, 8:] = 0.05
+    mask = guidance_mask(guide, high=0.5, low=0.1)[0, 0]
+    assert (mask[:4] == 1).all()
+    assert (mask[4:6] == IGNORE).all() and (mask[6:8] == IGNORE).all()
+    assert (mask[8:] == 0).all()
+
+
+def test_spg_fallback_at_thirty_pixels_and_background_winning():
+    # mask_fg: `if torch.sum(bool_fg.float()).item() < 30:` use 0.7 x max; mask_bg runs after
+    # mask_fg (get_mask), so a pixel both above the fallback and below low is background
+    guide = torch.zeros(1, 1, 10, 10)
+    guide.view(-1)[:29] = 0.9  # 29 pixels above high: fewer than 30
+    guide.view(-1)[29:40] = 0.7  # above 0.7 x 0.9 = 0.63: foreground by the fallback
+    mask = guidance_mask(guide, high=0.8, low=0.01).view(-1)
+    assert (mask[:40] == 1).all() and (mask[40:] == 0).all()
+    exactly = guide.clone()
+    exactly.view(-1)[:30] = 0.9  # 30 pixels: no fallback, 0.7s are not foreground
+    mask = guidance_mask(exactly, high=0.8, low=0.01).view(-1)
+    assert (mask[:30] == 1).all() and (mask[30:40] == IGNORE).all()
+    # background wins: with low above 0.7 every fallback pixel at 0.7 is background
+    mask = guidance_mask(guide, high=0.8, low=0.75).view(-1)
+    assert (mask[:29] == 1).all() and (mask[29:40] == 0).all()
+
+
+def test_spg_all_equal_guides_and_a_batch_of_one():
+    # a constant guide v: nothing passes high 0.7, so the fallback 0.7 x v applies and every
+    # pixel (v > 0.7 v) is foreground; a constant 0 passes nothing (0 > 0 is false) and is all
+    # background below a positive low
+    mask = guidance_mask(torch.full((1, 1, 6, 6), 0.5), high=0.7, low=0.01)
+    assert (mask == 1).all()
+    mask = guidance_mask(torch.zeros(1, 1, 6, 6), high=0.7, low=0.01)
+    assert (mask == 0).all()
+    # a constant 0 with low 0: neither foreground nor background, every pixel ignored. The
+    # reference's BCE over no pixel is NaN (and ends the run); ours contributes 0, on the graph
+    assert (guidance_mask(torch.zeros(1, 1, 6, 6), high=0.7, low=0.0) == IGNORE).all()
+    logits = torch.zeros(1, 1, 6, 6, requires_grad=True)
+    loss = guided_bce(logits, torch.zeros(1, 1, 6, 6), high=0.7, low=0.0)
+    loss.backward()
+    assert loss.item() == 0.0 and logits.grad is not None
+
+
+def test_spg_crossing_thresholds_are_refused_and_spaces_cannot_draw_them():
+    with pytest.raises(ConfigError, match=r"spg_threshold_2l: must be <= method.spg_threshold_2h"):
+        load_config(None, ["method.method=spg", "method.spg_threshold_2h=0.3",
+                           "method.spg_threshold_2l=0.4"])  # fmt: skip
+    load_config(None, ["method.method=spg", "method.spg_threshold_2h=0.3",
+                       "method.spg_threshold_2l=0.3"])  # equal: allowed (only the band is empty)  # fmt: skip
+    from pathlib import Path
+
+    import optuna
+
+    from wsol.sweep import read_space, trial_seeded_sampler
+
+    dims = read_space(Path(__file__).parent.parent / "configs" / "spaces" / "spg.yaml")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=trial_seeded_sampler(0))
+    for _ in range(50):
+        trial = study.ask()
+        drawn: dict = {}
+        for d in dims:
+            drawn[d.key] = d.suggest(trial, drawn)
+        for k in (1, 2, 3):
+            assert drawn[f"method.spg_threshold_{k}l"] <= drawn[f"method.spg_threshold_{k}h"]
+        study.tell(trial, 0.0)
+
+
+# ------------------------------------------------------------------------------------ ADL
+def test_adl_drop_mask_at_equality_and_at_the_extreme_thresholds():
+    # adl.py _drop_mask: `(attention < max_val * adl_drop_threshold).float()`: a value equal to
+    # threshold x max is dropped (0)
+    attention = torch.tensor([[[[0.0, 0.5, 1.0, 0.25]]]])
+    assert drop_mask(attention, 0.5)[0, 0, 0].tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert drop_mask(attention, 1.0)[0, 0, 0].tolist() == [1.0, 1.0, 0.0, 1.0]  # the max only
+    assert drop_mask(attention, 0.0)[0, 0, 0].tolist() == [0.0, 0.0, 0.0, 0.0]  # none < 0
+    # all zero: max 0, nothing below 0 x 0: everything dropped; all negative: the threshold
+    # scales the (negative) max up
+    assert (drop_mask(torch.zeros(1, 1, 2, 2), 0.9) == 0).all()
+    neg = torch.tensor([[[[-1.0, -2.0]]]])
+    assert drop_mask(neg, 0.5)[0, 0, 0].tolist() == [1.0, 1.0]  # both < -0.5
+
+
+def test_adl_drop_rates_zero_and_one():
+    # adl.py _select_map: floor(U[0, 1) + rate): rate 0 -> always the importance map,
+    # rate 1 -> always the drop mask
+    x = torch.rand(2, 4, 3, 3) + 0.1
+    attention = x.mean(dim=1, keepdim=True)
+    for rate, expected in (
+        (0.0, x * torch.sigmoid(attention)),
+        (1.0, x * drop_mask(attention, 0.9)),
+    ):
+        layer = ADL(rate, 0.9).train()
+        for _ in range(5):
+            assert torch.allclose(layer(x), expected)
+    assert torch.equal(ADL(0.5, 0.9).eval()(x), x)  # eval: the identity
+
+
+# ------------------------------------------------------------------------------------ CutMix
+def test_cutmix_probability_at_equality_and_its_extremes():
+    # the official train.py: `if args.beta > 0 and r < args.cutmix_prob:` (strict): a draw equal
+    # to the probability does not mix
+    images, targets = torch.rand(4, 3, 8, 8), torch.arange(4)
+    r = float(torch.rand((), generator=_gen(5)))
+    same = create_method(MethodConfig("cutmix", cutmix_prob=r)).prepare_batch(
+        images, targets, _gen(5)
+    )
+    assert same.lam == 1.0 and same.images is images
+    always = create_method(MethodConfig("cutmix", cutmix_prob=1.0))
+    never = create_method(MethodConfig("cutmix", cutmix_prob=0.0))
+    for seed in range(20):
+        assert never.prepare_batch(images, targets, _gen(seed)).images is images
+        assert always.prepare_batch(images, targets, _gen(seed)).images is not images
+
+
+def test_cutmix_a_zero_box_and_a_batch_of_one():
+    # lam = 1 (the box's side ratio sqrt(1 - lam) is 0): no pixel moves, lam stays 1
+    assert rand_box(8, 8, 1.0, _gen())[2] - rand_box(8, 8, 1.0, _gen())[0] == 0
+    # a batch of one mixes with itself: both label sets are the image's, the loss is plain CE
+    images, targets = torch.rand(1, 3, 8, 8), torch.tensor([3])
+    batch = cutmix(images, targets, 1.0, _gen(2))
+    assert torch.equal(batch.images, images) and torch.equal(batch.targets_b, targets)
+    logits = torch.randn(1, 5)
+    assert torch.allclose(
+        mixed_loss(logits, batch), torch.nn.functional.cross_entropy(logits, targets)
+    )
+
+
+def test_cutmix_box_halves_are_floored_on_both_sides():
+    # rand_bbox: bbx1 = clip(cx - cut_w // 2, 0, W), bbx2 = clip(cx + cut_w // 2, 0, W): an odd
+    # cut width keeps an even box inside the image (2 * (cut_w // 2))
+    for seed in range(30):
+        x0, y0, x1, y1 = rand_box(9, 9, 0.5, _gen(seed))  # cut = int(9 * sqrt(0.5)) = 6
+        assert 0 <= x0 <= x1 <= 9 and 0 <= y0 <= y1 <= 9
+        cx_inside = x0 > 0 and x1 < 9
+        if cx_inside:
+            assert x1 - x0 == 6
+
+
+# ------------------------------------------------------------------------------------ Mixup, Cutout
+def test_mixup_extremes_and_a_batch_of_one():
+    images, targets = torch.rand(1, 3, 4, 4), torch.tensor([1])
+    batch = mixup(images, targets, 1.0, _gen())
+    assert torch.allclose(batch.images, images)  # blended with itself
+    off = create_method(MethodConfig("mixup", mixup_alpha=0.0)).prepare_batch(
+        images, targets, _gen()
+    )
+    assert off.lam == 1.0 and off.images is images  # alpha <= 0: unmixed, as the official code
+    tiny = mixup(torch.rand(8, 3, 4, 4), torch.arange(8), 1e-3, _gen(4))
+    assert tiny.lam < 1e-3 or tiny.lam > 1 - 1e-3  # Beta(a, a) with a -> 0 is 0 or 1
+
+
+def test_cutout_sizes_at_their_edges():
+    images = torch.ones(2, 1, 6, 6)
+    assert torch.equal(cutout(images, 0.0, _gen()), images)  # no square
+    assert (cutout(images, 20, _gen()) == 0).all()  # larger than the image: all of it
+    one_pixel = cutout(images, 1, _gen(3))  # 1 is a side in pixels, not a fraction
+    assert int((one_pixel == 0).sum()) == 2
+    half = cutout(images, 0.5, _gen(3))  # < 1: a fraction of the shorter side (3 pixels)
+    assert int((half == 0).sum()) <= 2 * 9
+
+
+# ------------------------------------------------------------------------------------ FSL
+def test_fsl_loss_at_its_edges():
+    # every pixel ignored: 0 (no target); a logit map of one pixel upsampled to any size
+    assert (
+        foreground_loss(torch.zeros(1, 1, 1, 1), torch.full((1, 3, 3), 255, dtype=torch.uint8)) == 0
+    )
+    one = torch.full((1, 1, 1, 1), 2.0)
+    fg = torch.ones(1, 3, 3, dtype=torch.uint8)
+    expected = torch.nn.functional.softplus(torch.tensor(-2.0))
+    assert foreground_loss(one, fg).item() == pytest.approx(expected.item(), rel=1e-6)
