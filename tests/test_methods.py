@@ -75,7 +75,7 @@ def test_has_hides_exactly_the_drawn_cells(h, w, g):
     # random() <= drop_rate; grid_size 0 hides nothing; config.py defaults 4 and 0.5
     from wsol.methods import hide_cells
 
-    assert (MethodConfig().has_grid_size, MethodConfig().has_drop_rate) == (4, 0.5)
+    assert (MethodConfig("has").has_grid_size, MethodConfig("has").has_drop_rate) == (4, 0.5)
     images = torch.rand(6, 3, h, w) + 0.5  # no zero before
     method = create_method(MethodConfig("has", has_grid_size=g, has_drop_rate=0.5))
     batch = method.prepare_batch(images, torch.arange(6), torch.Generator().manual_seed(3))
@@ -109,7 +109,8 @@ def test_every_method_trains_every_small_model(name, model_name):
 
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=3)
-    method = create_method(MethodConfig(name, cutout_size=8, has_grid_size=8))
+    params = {"cutout": {"cutout_size": 8}, "has": {"has_grid_size": 8}}.get(name, {})
+    method = create_method(MethodConfig(name, **params))
     model = method.adapt_model(model)
     images, targets = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -360,3 +361,25 @@ def test_acol_cams_reuse_branch_a_of_the_same_forward_pass():
     assert len(calls) == 4
     torch.testing.assert_close(reused, fresh)
     torch.testing.assert_close(other, fresh)
+
+
+def test_each_method_owns_its_parameters():
+    # a method declares its parameters as a dataclass registered with it; a recipe's method
+    # section is checked against that method's own fields
+    from wsol.config import ConfigError, load_config
+    from wsol.methods.base import method_fields
+
+    assert method_fields("has") == ["method", "has_grid_size", "has_drop_rate"]
+    assert method_fields("base") == ["method"]
+    for name in list_methods():
+        params = MethodConfig(name)
+        assert params.method == name and type(params) is (_REGISTRY[name].params or MethodConfig)
+    with pytest.raises(ConfigError, match="method.cutmix_beta: unknown key for method has"):
+        load_config(None, ["method.method=has", "method.cutmix_beta=2"])
+    # an earlier version's flat section (every method's keys at their defaults) still loads
+    from wsol.methods.base import LEGACY_DEFAULTS
+
+    cfg = load_config(None, ["method.method=has", "method.has_grid_size=16",
+                             *(f"method.{k}={v}" for k, v in LEGACY_DEFAULTS.items()
+                               if not k.startswith("has_"))])  # fmt: skip
+    assert cfg.method == MethodConfig("has", has_grid_size=16)

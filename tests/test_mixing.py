@@ -147,7 +147,8 @@ def test_lambda_is_beta_distributed_and_defaults_are_the_references():
     assert a.lam == b.lam and torch.equal(a.images, b.images)
     a, b = mixup(images, targets, generator=_gen(2)), mixup(images, targets, 1.0, _gen(2))
     assert a.lam == b.lam and torch.equal(a.images, b.images)
-    assert MixingConfig() == MixingConfig("base", 1.0, 1.0, 1.0, 0.5, 4, 0.5, 0.75, 0.9)
+    assert (MixingConfig("cutmix").cutmix_beta, MixingConfig("cutmix").cutmix_prob) == (1.0, 1.0)
+    assert MixingConfig("mixup").mixup_alpha == 1.0
 
 
 def test_cutmix_probability_draws_from_the_generator():

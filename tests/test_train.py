@@ -189,6 +189,15 @@ def test_config_reference_documents_every_key():
         names = [g.name for g in fields(section)] if is_dataclass(section) else [f.name]
         for name in names:
             assert f"| `{name}` |" in doc, name
+    # every method's own parameters, in its row of the method table
+    from wsol.methods import list_methods
+    from wsol.methods.base import method_fields
+
+    for method in list_methods():
+        if method.startswith("probe"):
+            continue
+        for name in method_fields(method)[1:]:
+            assert f"`{name}`" in doc, (method, name)
 
 
 def dataclasses_missing():

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .methods import MethodConfig, create_method
+from .methods.base import method_section
 from .models import list_models
 from .runtime import atomic_write_text
 from .yamlcheck import ConfigError, check_plain_yaml
@@ -160,6 +161,13 @@ def _from_dict(cls, data: dict, where: str, errors: list[str]):
             if not isinstance(value, dict):
                 errors.append(f"{name}: must be a section (key: value lines)")
                 continue
+            if sub is MethodConfig:  # the named method's own parameters
+                params, value, problems = method_section(value)
+                errors += [f"{name}.{p}" for p in problems]
+                if any(p.startswith("method: unknown method") for p in problems):
+                    continue
+                kwargs[key] = _from_dict(params, value, name, errors)
+                continue
             kwargs[key] = _from_dict(sub, value, name, errors)
             continue
         value, error = _coerce(value, hints[key], name)
@@ -175,10 +183,6 @@ def _from_dict(cls, data: dict, where: str, errors: list[str]):
 
 
 SELECT_METRICS = ("auto", "MaxBoxAccV2", "MaxBoxAcc", "PxAP", "top1_acc", "top5_acc")
-
-
-def _unit(name: str):
-    return lambda c: 0 <= getattr(c.method, name) <= 1
 
 
 #: (key, check, what it must be): the values a run can use
@@ -209,23 +213,6 @@ _CHECKS = (
     ("optim.lr_step", lambda c: c.optim.lr_step >= 1, ">= 1"),
     ("optim.lr_gamma", lambda c: c.optim.lr_gamma > 0, "> 0"),
     ("optim.label_smoothing", lambda c: 0 <= c.optim.label_smoothing < 1, "in [0, 1)"),
-    ("method.cutmix_prob", lambda c: 0 <= c.method.cutmix_prob <= 1, "in [0, 1]"),
-    ("method.cutout_size", lambda c: c.method.cutout_size > 0, "> 0"),
-    ("method.has_grid_size", lambda c: c.method.has_grid_size >= 0, ">= 0 (0: no hiding)"),
-    ("method.has_drop_rate", lambda c: 0 <= c.method.has_drop_rate <= 1, "in [0, 1]"),
-    ("method.adl_drop_rate", lambda c: 0 <= c.method.adl_drop_rate <= 1, "in [0, 1]"),
-    ("method.adl_threshold", lambda c: 0 <= c.method.adl_threshold <= 1, "in [0, 1]"),
-    ("method.acol_threshold", lambda c: 0 <= c.method.acol_threshold <= 1, "in [0, 1]"),
-    *(
-        (f"method.spg_threshold_{k}{hl}", _unit(f"spg_threshold_{k}{hl}"), "in [0, 1]")
-        for k in (1, 2, 3)
-        for hl in "hl"
-    ),
-    (
-        "method.fsl_target",
-        lambda c: c.method.fsl_target in ("auto", "boxes", "masks"),
-        "auto, boxes or masks",
-    ),
     ("epochs", lambda c: c.epochs >= 1, ">= 1"),
     ("batch_size", lambda c: c.batch_size >= 1, ">= 1"),
     ("amp", lambda c: c.amp in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
@@ -246,15 +233,7 @@ def check_config(cfg: TrainConfig) -> list[str]:
             section, _, name = key.rpartition(".")
             value = getattr(getattr(cfg, section) if section else cfg, name)
             errors.append(f"{key}: must be {must}, not {value!r}")
-    for k in (1, 2, 3):  # SPG's (high, low) pairs: a low above its high is meaningless
-        high = getattr(cfg.method, f"spg_threshold_{k}h")
-        low = getattr(cfg.method, f"spg_threshold_{k}l")
-        if low > high:
-            errors.append(
-                f"method.spg_threshold_{k}l: must be <= method.spg_threshold_{k}h ({high}), not "
-                f"{low} (pixels between them would all be background; the reference's mask_bg "
-                "overrides its mask_fg)"
-            )
+    errors += [f"method.{line}" for line in cfg.method.check()]  # the method's own checks
     if cfg.data.val_per_class > 0 and cfg.data.format == "imagenet" and not cfg.data.metadata:
         errors.append(
             "data.val_per_class: with data.format imagenet and no data.metadata, val is the test "

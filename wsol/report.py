@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import RUN_ONLY_KEYS, flatten
+from .methods.base import method_title
 from .results import metrics_table
 from .rundir import resolve_eval_dir
 from .runtime import check_output_folder, publish_folder, stage_folder
@@ -44,7 +45,14 @@ def _training_config(context: dict) -> dict | None:
     path = Path(checkpoint).parent / "config.yaml"
     if not path.is_file():
         return None
-    cfg = flatten(yaml.safe_load(path.read_text()) or {})
+    from .config import ConfigError, config_from_dict, config_to_dict
+
+    raw = yaml.safe_load(path.read_text()) or {}
+    try:  # as this version writes it (earlier versions listed every method's keys)
+        raw = config_to_dict(config_from_dict(raw))
+    except (ConfigError, ValueError):
+        pass
+    cfg = flatten(raw)
     # how it was trained (processes, global batch, device, versions): runs that differ in it
     # are not seeds of one setting either; a run resumed another way lists each way, in order
     segments = context.get("runtime") or [{}]
@@ -602,11 +610,6 @@ def _differences(
     return out
 
 
-_NAMES = {"base": "plain CAM", "cutmix": "CutMix", "has": "HaS", "acol": "ACoL", "spg": "SPG",
-          "adl": "ADL", "mixup": "Mixup", "cutout": "Cutout",
-          "fsl": "the FSL baseline (trained on the val split's boxes)"}  # fmt: skip
-
-
 def answer_sentences(differences: str | Path, metric: str | None = None) -> list[str]:
     """One plain sentence per method of a ``differences.csv``: does it localize better than its
     baseline under the row's protocol, by how much (the protocol's headline metric, or
@@ -628,8 +631,7 @@ def answer_sentences(differences: str | Path, metric: str | None = None) -> list
         chosen = rows[rows["metric"] == "MaxBoxAccV2"]
     out = []
     for _, r in chosen.iterrows():
-        name = _NAMES.get(r["method"], r["method"])
-        base = _NAMES.get(r["baseline"], r["baseline"])
+        name, base = method_title(r["method"]), method_title(r["baseline"])
         lo, hi, diff = r["ci95_low"], r["ci95_high"], r["difference"]
         shown = r["metric"]
         if lo != lo:  # NaN: no interval (one seed per side, a metric that is not per image)

@@ -75,10 +75,14 @@ class Dimension:
         return trial.suggest_categorical(self.key, list(self.choices))
 
 
-def read_space(path: str | Path) -> list[Dimension]:
+def read_space(
+    path: str | Path, base: dict | None = None, overrides: list[str] | tuple = ()
+) -> list[Dimension]:
     """The dimensions of a space file: ``section.key: {type, low, high, log}`` or
     ``section.key: {type: categorical, choices: [...]}``. Every problem is reported with the
-    file and line; every key must be a config key that accepts the values."""
+    file and line; every key must be a config key that accepts the values, checked on ``base``
+    (the sweep's config, as a dict) with its ``overrides`` (without them: the method whose
+    parameters the space's ``method.*`` keys are)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"search space {path} does not exist")
@@ -102,7 +106,7 @@ def read_space(path: str | Path) -> list[Dimension]:
         except ValueError as err:
             errors.append(f"{where}: {err}")
             continue
-    errors += _probe_space(dims, path, lines)
+    errors += _probe_space(dims, path, lines, base, list(overrides))
     drawn_before: set = set()
     for d in dims:
         if d.at_most is not None and d.at_most not in drawn_before:
@@ -151,7 +155,25 @@ def _dimension(key: str, spec) -> Dimension:
     return Dimension(key, kind, low, high, log, at_most=at_most)
 
 
-def _probe_space(dims: list[Dimension], path: Path, lines: dict) -> list[str]:
+def _owner(keys: list[str]) -> str | None:
+    """The method whose parameters all of ``keys`` (``method.*``) are, if one is."""
+    from .methods import list_methods
+    from .methods.base import method_fields
+
+    own = [
+        k.removeprefix("method.") for k in keys if k.startswith("method.") and k != "method.method"
+    ]
+    if not own:
+        return None
+    for name in list_methods():
+        if set(own) <= set(method_fields(name)):
+            return name
+    return None
+
+
+def _probe_space(
+    dims: list[Dimension], path: Path, lines: dict, base=None, overrides=None
+) -> list[str]:
     """Every key at both ends of its range (every choice of a categorical one), checked against
     the config together, as trials draw them (an ``at_most`` key at most its bound): one error
     line per problem, naming the key's line in the space file."""
@@ -171,9 +193,18 @@ def _probe_space(dims: list[Dimension], path: Path, lines: dict) -> list[str]:
     for d in categorical:
         probes += [{**probes[0], d.key: choice} for choice in d.choices[1:]]
     errors: list[str] = []
+    overrides = list(overrides or [])
+    method = _owner([d.key for d in dims])
+    named = any(o.startswith("method.method=") for o in overrides) or (
+        (base or {}).get("method", {}).get("method")
+        if isinstance((base or {}).get("method"), dict)
+        else None
+    )
+    if method is not None and not named and "method.method" not in {d.key for d in dims}:
+        overrides.append(f"method.method={method}")
     for probe in probes:
         try:
-            config_from_dict({}, [override(k, v) for k, v in probe.items()])
+            config_from_dict(base or {}, [*overrides, *(override(k, v) for k, v in probe.items())])
         except ConfigError as err:
             for line in str(err).split("\n")[1:]:
                 line = line.strip()
@@ -564,6 +595,7 @@ def run_sweep(
         raise ValueError(f"--heartbeat must be > 0 seconds, not {heartbeat}")
     config, out = Path(config).resolve(), Path(out)
     cfg = load_config(config, overrides)  # every key and value checked before any trial
+    base_dict = yaml.safe_load(config.read_text()) or {}
     for key in ("root", "metadata", "masks"):  # the data of every trial, before the first
         value = getattr(cfg.data, key)
         if value and not Path(value).exists():
@@ -571,7 +603,7 @@ def run_sweep(
                 f"data.{key} {value} does not exist: every trial would fail on it (give it as "
                 f"data.{key}=... after the config)"
             )
-    dims = read_space(space)
+    dims = read_space(space, base_dict, overrides)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name or out.resolve().name

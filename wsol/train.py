@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from .config import RUN_ONLY_KEYS, TrainConfig, config_to_dict, flatten, save_config
-from .data.dataset import LocalizationDataset, RecordDataset, collate_skipping, train_transform
+from .data.dataset import collate_skipping
 from .data.splits import NoValSplit, check_mask_files, load_split, val_is_test, val_source
 from .methods import Method, MethodConfig, create_method
 from .models import create_model
@@ -381,7 +381,7 @@ def _load_splits(cfg: TrainConfig, method: Method):
                 f"method {cfg.method.method} trains on the fully supervised val split, and "
                 f"there is none: {err}"
             ) from None
-        _check_localization(train_split, cfg)
+        method.check_train_split(train_split)
         val_split = None
     else:
         train_split = load_split(cfg.data, "train", cfg.seed)
@@ -397,19 +397,6 @@ def _load_splits(cfg: TrainConfig, method: Method):
         if split is not None and split.has_masks:
             check_mask_files(split)
     return train_split, val_split
-
-
-def _check_localization(split, cfg: TrainConfig) -> None:
-    """Every training image of a mask-trained method has what its target is made of."""
-    source = cfg.method.fsl_target
-    what = {"boxes": "box", "masks": "mask"}.get(source, "box or mask")
-    for r in split.records:
-        has = {"boxes": bool(r.boxes), "masks": bool(r.mask_paths)}
-        if not has.get(source, has["boxes"] or has["masks"]):
-            raise ValueError(
-                f"method {cfg.method.method} trains on the {split.split} split's localization "
-                f"(method.fsl_target {source}), and image {r.image_id} has no {what}"
-            )
 
 
 def _check_labels(split) -> None:
@@ -544,20 +531,7 @@ def train(
             train_model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[d.local_rank] if d.device.type == "cuda" else None
             )
-        if method.trains_on_masks:
-            dataset = LocalizationDataset(
-                train_split,
-                cfg.data.resize_size,
-                cfg.data.crop_size,
-                cfg.method.fsl_target,
-                cfg.data.skip_bad_images,
-            )
-        else:
-            dataset = RecordDataset(
-                train_split,
-                train_transform(cfg.data.resize_size, cfg.data.crop_size),
-                cfg.data.skip_bad_images,
-            )
+        dataset = method.train_dataset(train_split, cfg.data)
         extra = {
             "config": config_to_dict(cfg),
             "num_classes": train_split.num_classes,
@@ -640,11 +614,23 @@ def _overlay_cams(model, batch, method, d, dtype) -> torch.Tensor:
 RESUMABLE_KEYS = (*RUN_ONLY_KEYS, "epochs", "eval_every", "max_steps_per_epoch")
 
 
+def normalized_config(data: dict) -> dict:
+    """A saved config as this version writes it: read and written again, so that the flat
+    ``method`` section of earlier versions (every method's keys) compares equal to the method's
+    own (see ``MethodConfig``); as saved if it no longer reads."""
+    from .config import ConfigError, config_from_dict
+
+    try:
+        return config_to_dict(config_from_dict(data))
+    except (ConfigError, ValueError):
+        return data
+
+
 def resume_changes(out: Path, cfg: TrainConfig, ckpt: dict) -> list[dict]:
     """The changes ``cfg`` makes to the config a run was trained with (``ckpt``, its last.pt):
     allowed ones (``RESUMABLE_KEYS``) are returned, any other is refused before any work, so
     that what a resumed run says it ran is what ran."""
-    ran, done = flatten(ckpt["config"]), ckpt["epoch"] + 1
+    ran, done = flatten(normalized_config(ckpt["config"])), ckpt["epoch"] + 1
     now = flatten(config_to_dict(cfg))
     changed = [
         {"key": k, "was": ran.get(k), "now": now.get(k)}

@@ -17,11 +17,22 @@ Where the branches go, how wide they are and how they start is each backbone's
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Method, attach_head, register_method
+from .base import Method, MethodConfig, attach_head, register_method, unit
+
+
+@dataclass(frozen=True)
+class ACoLParams(MethodConfig):
+    method: str = "acol"
+    acol_threshold: float = 0.7  # erase where A's normalised map >= this (config.py's default)
+
+    def check(self) -> list[str]:
+        return unit(self.acol_threshold, "acol_threshold")
 
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -96,6 +107,8 @@ class AcolHead(nn.Module):
 @register_method
 class ACoL(Method):
     name = "acol"
+    title = "ACoL"
+    params = ACoLParams
     keeps_classifier = False
 
     def adapt_model(self, model):

@@ -16,10 +16,22 @@ InceptionAdl does not have). A model names its positions in ``adl_sites()``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .base import Method, register_method
+from .base import Method, MethodConfig, register_method, unit
+
+
+@dataclass(frozen=True)
+class ADLParams(MethodConfig):
+    method: str = "adl"
+    adl_drop_rate: float = 0.75  # probability of the drop mask (config.py's default)
+    adl_threshold: float = 0.9  # drop where attention >= threshold x max (its default)
+
+    def check(self) -> list[str]:
+        return unit(self.adl_drop_rate, "adl_drop_rate") + unit(self.adl_threshold, "adl_threshold")
 
 
 class ADL(nn.Module):
@@ -52,6 +64,8 @@ def drop_mask(attention: torch.Tensor, threshold: float) -> torch.Tensor:
 @register_method
 class ADLMethod(Method):
     name = "adl"
+    title = "ADL"
+    params = ADLParams
 
     def adapt_model(self, model):
         """Put an ADL layer after each of the model's ``adl_sites()``, through forward hooks (no

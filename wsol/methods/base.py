@@ -8,17 +8,22 @@ Training and evaluation reach a method only through these hooks, never by its na
   batch (the default: the model's logits and ``loss``);
 * ``loss(logits, batch, label_smoothing)``: the training loss of a batch from its logits;
 * ``correct(logits, batch)``: what the training log counts as correct (default: top-1 right);
+* ``train_dataset(split, data)``: the training dataset (default: images and labels with the
+  reference's training transform);
+* ``check_train_split(split)``: refuse a training split the method cannot learn from;
 * ``cams(model, features, classes)``: read the CAMs of a model made by this method.
 
 Two attributes say what a method trains on: ``train_split`` (``train``; the FSL baseline trains
 on ``val``, the fully supervised split) and ``trains_on_masks`` (its batches carry localization
 masks instead of labels).
 
-A method's parameters live in the config's ``method`` section (:class:`MethodConfig`).
+A method's parameters live in the config's ``method`` section: each method declares them as a
+dataclass of its own (a :class:`MethodConfig` subclass, its ``params``), registered with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +57,11 @@ class Method:
     """Plain CAM training (the reference's ``cam``): every hook at its default."""
 
     name = "base"
+    #: how reports name the method in a sentence
+    title = "plain CAM"
+    #: the dataclass of the method's parameters (a :class:`MethodConfig` subclass; plain CAM
+    #: training has none but ``method``)
+    params: type | None = None
     #: whether the model keeps its linear classifier (and so a pretrained one can be kept)
     keeps_classifier = True
     #: the split a method trains on (``val``: the fully supervised train-fullsup split)
@@ -79,6 +89,17 @@ class Method:
 
     def loss(self, logits: torch.Tensor, batch: MixedBatch, label_smoothing: float = 0.0):
         return mixed_loss(logits, batch, label_smoothing)
+
+    def train_dataset(self, split, data):
+        """The training dataset of ``split`` (``data``: the config's data section)."""
+        from ..data.dataset import RecordDataset, train_transform
+
+        return RecordDataset(
+            split, train_transform(data.resize_size, data.crop_size), data.skip_bad_images
+        )
+
+    def check_train_split(self, split) -> None:
+        """Raise ValueError, naming the image, if the method cannot learn from ``split``."""
 
     def correct(self, logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor:
         """How many images of the batch count as right (top-1 against the first labels)."""
@@ -108,6 +129,11 @@ def register_method(cls: type[Method]) -> type[Method]:
 register_method(Method)
 
 
+def method_title(name: str) -> str:
+    """How reports name a method (its ``title``), or the name itself if it is not registered."""
+    return getattr(_REGISTRY.get(name), "title", name)
+
+
 def list_methods() -> list[str]:
     return sorted(_REGISTRY)
 
@@ -117,30 +143,54 @@ def create_method(config: MethodConfig) -> Method:
     return _REGISTRY[config.method](config)
 
 
+#: the parameters of the one flat ``method`` section of earlier versions, at their defaults: a
+#: run folder written by them lists every method's keys; a key of another method at its
+#: default is dropped when such a config is read (any other value is an error)
+LEGACY_DEFAULTS = {
+    "cutmix_beta": 1.0, "cutmix_prob": 1.0, "mixup_alpha": 1.0, "cutout_size": 0.5,
+    "has_grid_size": 4, "has_drop_rate": 0.5, "adl_drop_rate": 0.75, "adl_threshold": 0.9,
+    "acol_threshold": 0.7, "spg_threshold_1h": 0.7, "spg_threshold_1l": 0.01,
+    "spg_threshold_2h": 0.5, "spg_threshold_2l": 0.05, "spg_threshold_3h": 0.7,
+    "spg_threshold_3l": 0.1, "fsl_target": "auto",
+}  # fmt: skip
+
+
+def unit(value: float, key: str) -> list[str]:
+    """The check of a rate or threshold: one line if ``value`` is outside [0, 1]."""
+    return [] if 0 <= value <= 1 else [f"{key}: must be in [0, 1], not {value!r}"]
+
+
+class _MethodConfigType(type):
+    """``MethodConfig(name, **params)`` builds the named method's own parameters' class."""
+
+    def __call__(cls, *args, **kwargs):
+        if cls is not MethodConfig:
+            return super().__call__(*args, **kwargs)
+        if len(args) > 1:
+            raise TypeError("MethodConfig(method, **params): the parameters go by name")
+        method = args[0] if args else kwargs.pop("method", "base")
+        target, kept, errors = method_section({"method": method, **kwargs})
+        if errors:
+            raise ValueError("; ".join(e.removeprefix("method: ") for e in errors))
+        kept.pop("method", None)
+        if target is MethodConfig:
+            return super().__call__(method, **kept)
+        return target(method, **kept)
+
+
 @dataclass(frozen=True)
-class MethodConfig:
-    """Which method trains, and its parameters (the config's ``method`` section)."""
+class MethodConfig(metaclass=_MethodConfigType):
+    """Which method trains, and its parameters (the config's ``method`` section).
+
+    Every method declares its own parameters: a frozen dataclass that subclasses this one, set
+    as its ``Method.params`` (plain CAM training, ``base``, has none). ``MethodConfig(name,
+    **params)`` builds that method's class, so ``MethodConfig("cutmix", cutmix_beta=1.0)`` is a
+    ``CutMixParams``; a key the method does not have is refused, naming its keys. A key of
+    another method at the default of the one flat section of earlier versions (``LEGACY_DEFAULTS``:
+    every run folder they wrote lists them all) is dropped, so old recipes and runs load.
+    """
 
     method: str = "base"  # a registered method: wsol.methods.list_methods()
-    cutmix_beta: float = 1.0
-    cutmix_prob: float = 1.0
-    mixup_alpha: float = 1.0
-    cutout_size: float = 0.5
-    has_grid_size: int = 4  # HaS: side of a hidden cell in pixels (wsolevaluation's default)
-    has_drop_rate: float = 0.5  # HaS: probability that a cell is hidden (its default)
-    adl_drop_rate: float = 0.75  # ADL: probability of the drop mask (its default)
-    adl_threshold: float = 0.9  # ADL: drop where attention >= threshold x max (its default)
-    acol_threshold: float = 0.7  # ACoL: erase where A's normalised map >= this (its default)
-    # SPG: (high, low) thresholds of the masks B2, B1 and C learn (wsolevaluation's defaults)
-    spg_threshold_1h: float = 0.7
-    spg_threshold_1l: float = 0.01
-    spg_threshold_2h: float = 0.5
-    spg_threshold_2l: float = 0.05
-    spg_threshold_3h: float = 0.7
-    spg_threshold_3l: float = 0.1
-    # FSL: what its foreground target is made of: boxes, masks or auto (boxes where an image has
-    # any, else masks: CUB and ImageNet boxes, OpenImages masks)
-    fsl_target: str = "auto"
 
     def __post_init__(self):
         if self.method not in _REGISTRY:
@@ -148,6 +198,61 @@ class MethodConfig:
             raise ValueError(
                 f"unknown method {self.method!r}: {', '.join(names[:-1])} or {names[-1]}"
             )
+        if params_class(self.method) is not type(self):
+            raise ValueError(
+                f"method {self.method}'s parameters are {params_class(self.method).__name__}, "
+                f"not {type(self).__name__}"
+            )
+
+    def check(self) -> list[str]:
+        """One line per value the method cannot use, ``key: must be ...`` (types are checked
+        when the config is read)."""
+        return []
+
+
+def params_class(method: str) -> type[MethodConfig]:
+    """The dataclass of ``method``'s parameters."""
+    return getattr(_REGISTRY[method], "params", None) or MethodConfig
+
+
+def method_fields(method: str) -> list[str]:
+    """The keys of ``method``'s section: ``method`` and its own parameters."""
+    return [f.name for f in dataclasses.fields(params_class(method))]
+
+
+def method_section(section: dict) -> tuple[type[MethodConfig], dict, list[str]]:
+    """(the parameters' class, the section's keys that belong to it, one error line per key
+    that does not) for a ``method`` section as read from a file; legacy keys at their old
+    defaults are dropped (see :class:`MethodConfig`)."""
+    name = section.get("method", "base")
+    if name not in _REGISTRY:
+        names = list_methods()
+        return (
+            MethodConfig,
+            {},
+            [f"method: unknown method {name!r}: {', '.join(names[:-1])} or {names[-1]}"],
+        )
+    cls = params_class(name)
+    known = set(method_fields(name))
+    kept, errors = {}, []
+    for key, value in section.items():
+        if key in known:
+            kept[key] = value
+        elif key in LEGACY_DEFAULTS and _same(value, LEGACY_DEFAULTS[key]):
+            continue  # an earlier version's flat section: another method's default
+        else:
+            own = ", ".join(k for k in method_fields(name) if k != "method") or "none"
+            errors.append(f"{key}: unknown key for method {name} (its parameters: {own})")
+    return cls, kept, errors
+
+
+def _same(value, default) -> bool:
+    if isinstance(default, str):
+        return value == default
+    try:
+        return float(value) == float(default)
+    except (TypeError, ValueError):
+        return False
 
 
 MixingConfig = MethodConfig  # the name of earlier versions

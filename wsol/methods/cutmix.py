@@ -6,9 +6,23 @@ recomputed from the clipped box; applied with probability ``cutmix_prob``, never
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .base import Method, MixedBatch, register_method
+from .base import Method, MethodConfig, MixedBatch, register_method, unit
+
+
+@dataclass(frozen=True)
+class CutMixParams(MethodConfig):
+    """CutMix's parameters (the official code's defaults, as wsolevaluation's config.py)."""
+
+    method: str = "cutmix"
+    cutmix_beta: float = 1.0  # lambda ~ Beta(beta, beta); <= 0: never mixed (the official code)
+    cutmix_prob: float = 1.0  # probability that a batch is mixed
+
+    def check(self) -> list[str]:
+        return unit(self.cutmix_prob, "cutmix_prob")
 
 
 def _uniform(generator: torch.Generator | None) -> float:
@@ -65,6 +79,8 @@ def cutmix(
 @register_method
 class CutMix(Method):
     name = "cutmix"
+    title = "CutMix"
+    params = CutMixParams
 
     def prepare_batch(self, images, targets, generator):
         c = self.config

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .base import Method, MixedBatch, register_method
+from .base import Method, MethodConfig, MixedBatch, register_method
+
+
+@dataclass(frozen=True)
+class CutoutParams(MethodConfig):
+    method: str = "cutout"
+    cutout_size: float = 0.5  # square side: pixels (>= 1), or a fraction of the shorter side
+
+    def check(self) -> list[str]:
+        return (
+            [] if self.cutout_size > 0 else [f"cutout_size: must be > 0, not {self.cutout_size!r}"]
+        )
 
 
 def cutout(
@@ -26,6 +39,8 @@ def cutout(
 @register_method
 class Cutout(Method):
     name = "cutout"
+    title = "Cutout"
+    params = CutoutParams
 
     def prepare_batch(self, images, targets, generator):
         return MixedBatch(cutout(images, self.config.cutout_size, generator), targets, targets, 1.0)

@@ -18,12 +18,27 @@ The model keeps its (untrained, frozen) linear classifier, so that logits have t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data.dataset import IGNORE  # a target pixel left out of the loss (ignore regions)
-from .base import Method, MixedBatch, attach_head, register_method
+from .base import Method, MethodConfig, MixedBatch, attach_head, register_method
+
+
+@dataclass(frozen=True)
+class FSLParams(MethodConfig):
+    method: str = "fsl"
+    # what its foreground target is made of: boxes, masks or auto (boxes where an image has any,
+    # else masks: CUB and ImageNet boxes, OpenImages masks)
+    fsl_target: str = "auto"
+
+    def check(self) -> list[str]:
+        if self.fsl_target in ("auto", "boxes", "masks"):
+            return []
+        return [f"fsl_target: must be auto, boxes or masks, not {self.fsl_target!r}"]
 
 
 class ForegroundHead(nn.Module):
@@ -66,6 +81,8 @@ class FSL(Method):
     """Trains a foreground predictor on the val (train-fullsup) split's boxes or masks."""
 
     name = "fsl"
+    title = "the FSL baseline (trained on the val split's boxes)"
+    params = FSLParams
     #: the split it trains on: the fully supervised one
     train_split = "val"
     #: its training batches carry localization masks, not labels
@@ -81,6 +98,25 @@ class FSL(Method):
 
     def prepare_batch(self, images, targets, generator):
         return MixedBatch(images, targets, targets, 1.0)
+
+    def train_dataset(self, split, data):
+        from ..data.dataset import LocalizationDataset
+
+        return LocalizationDataset(
+            split, data.resize_size, data.crop_size, self.config.fsl_target, data.skip_bad_images
+        )
+
+    def check_train_split(self, split) -> None:
+        """Every training image has what its target is made of (``fsl_target``)."""
+        source = self.config.fsl_target
+        what = {"boxes": "box", "masks": "mask"}.get(source, "box or mask")
+        for r in split.records:
+            has = {"boxes": bool(r.boxes), "masks": bool(r.mask_paths)}
+            if not has.get(source, has["boxes"] or has["masks"]):
+                raise ValueError(
+                    f"method fsl trains on the {split.split} split's localization "
+                    f"(method.fsl_target {source}), and image {r.image_id} has no {what}"
+                )
 
     def training_loss(self, model, batch, label_smoothing: float = 0.0):
         out = model(batch.images, batch.targets_a)

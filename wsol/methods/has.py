@@ -12,9 +12,28 @@ crops are square.)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .base import Method, MixedBatch, register_method
+from .base import Method, MethodConfig, MixedBatch, register_method, unit
+
+
+@dataclass(frozen=True)
+class HaSParams(MethodConfig):
+    """HaS's parameters (wsolevaluation config.py's defaults)."""
+
+    method: str = "has"
+    has_grid_size: int = 4  # side of a hidden cell in pixels (0: nothing hidden)
+    has_drop_rate: float = 0.5  # probability that a cell is hidden
+
+    def check(self) -> list[str]:
+        grid = (
+            []
+            if self.has_grid_size >= 0
+            else [f"has_grid_size: must be >= 0 (0: no hiding), not {self.has_grid_size!r}"]
+        )
+        return grid + unit(self.has_drop_rate, "has_drop_rate")
 
 
 def hide_cells(
@@ -41,6 +60,8 @@ def hide_cells(
 @register_method
 class HaS(Method):
     name = "has"
+    title = "HaS"
+    params = HaSParams
 
     def prepare_batch(self, images, targets, generator):
         c = self.config

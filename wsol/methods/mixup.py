@@ -4,10 +4,18 @@ official facebookresearch/mixup-cifar10 code)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .base import Method, MixedBatch, register_method
+from .base import Method, MethodConfig, MixedBatch, register_method
 from .cutmix import lambda_and_partners
+
+
+@dataclass(frozen=True)
+class MixupParams(MethodConfig):
+    method: str = "mixup"
+    mixup_alpha: float = 1.0  # lambda ~ Beta(alpha, alpha); <= 0: unmixed (the official code)
 
 
 def mixup(
@@ -25,6 +33,8 @@ def mixup(
 @register_method
 class Mixup(Method):
     name = "mixup"
+    title = "Mixup"
+    params = MixupParams
 
     def prepare_batch(self, images, targets, generator):
         if self.config.mixup_alpha > 0:

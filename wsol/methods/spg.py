@@ -22,12 +22,41 @@ Where B1 and B2 read is each backbone's (:meth:`WSOLModel.prepare_spg`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .acol import normalize_maps
-from .base import Method, attach_head, register_method
+from .base import Method, MethodConfig, attach_head, register_method, unit
+
+
+@dataclass(frozen=True)
+class SPGParams(MethodConfig):
+    """SPG's (high, low) thresholds of the masks B2, B1 and C learn (config.py's defaults)."""
+
+    method: str = "spg"
+    spg_threshold_1h: float = 0.7
+    spg_threshold_1l: float = 0.01
+    spg_threshold_2h: float = 0.5
+    spg_threshold_2l: float = 0.05
+    spg_threshold_3h: float = 0.7
+    spg_threshold_3l: float = 0.1
+
+    def check(self) -> list[str]:
+        errors = []
+        for k in (1, 2, 3):
+            high, low = getattr(self, f"spg_threshold_{k}h"), getattr(self, f"spg_threshold_{k}l")
+            errors += unit(high, f"spg_threshold_{k}h") + unit(low, f"spg_threshold_{k}l")
+            if low > high:  # meaningless: the reference's mask_bg would override its mask_fg
+                errors.append(
+                    f"spg_threshold_{k}l: must be <= method.spg_threshold_{k}h ({high}), not "
+                    f"{low} (pixels between them would all be background; the reference's "
+                    "mask_bg overrides its mask_fg)"
+                )
+        return errors
+
 
 IGNORE = 255.0  # the reference's mask value for pixels between the thresholds
 MIN_FOREGROUND = 30  # fewer foreground pixels than this: fall back to 0.7 x the maximum
@@ -135,6 +164,8 @@ class SpgHead(nn.Module):
 @register_method
 class SPG(Method):
     name = "spg"
+    title = "SPG"
+    params = SPGParams
     keeps_classifier = False
 
     def adapt_model(self, model):
