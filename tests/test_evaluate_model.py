@@ -643,3 +643,24 @@ def test_differences_flag_rows_trained_on_different_schedules(trained_runs, tmp_
 
     note = pd.read_csv(written["differences"])["note"].iloc[0]
     assert note.startswith("trained on different schedules: epochs 2 vs 3")
+
+
+def test_overlapped_evaluation_equals_the_sequential_one(trained_runs):
+    # the box sweep of a batch runs in a worker thread while the next batch's CAMs are
+    # extracted: every number must be the same as one after the other
+    import torch
+
+    from wsol.config import config_from_dict
+    from wsol.data.splits import load_split
+    from wsol.evaluate import evaluate_model
+    from wsol.metrics import Protocol
+    from wsol.runtime import load_checkpoint_model
+
+    _, runs = trained_runs
+    model, cfg, _ = load_checkpoint_model(runs["base"], torch.device("cpu"))
+    split = load_split(config_from_dict(cfg).data, "test")
+    common = dict(crop_size=32, batch_size=4, workers=0, progress=False)
+    a = evaluate_model(model, split, Protocol(cam_curve_interval=0.01), overlap=True, **common)
+    b = evaluate_model(model, split, Protocol(cam_curve_interval=0.01), overlap=False, **common)
+    assert a["box"] == b["box"] and a["PxAP"] == b["PxAP"] and a["loc"] == b["loc"]
+    assert a["per_image"] == b["per_image"]

@@ -352,7 +352,7 @@ def _level_ious(img, need, gt, multi):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)  # nogil: a CAM extraction can run meanwhile
 def _batch_level_ious(images, need, gt, gt_start, multi):
     out = np.zeros((images.shape[0], 256), dtype=np.float64)
     for i in prange(images.shape[0]):

@@ -341,6 +341,7 @@ def evaluate_model(
     progress: bool = True,
     cam_reader=None,
     boxes_out: bool = False,
+    overlap: bool = True,
 ) -> dict:
     """Classify a split and evaluate its CAMs (of the GT class) in the same forward pass.
 
@@ -357,6 +358,8 @@ def evaluate_model(
             and normalises them as this evaluation did, so it reproduces the numbers exactly.
         boxes_out: also return ``result["boxes"]``, the rows of boxes.csv (:func:`box_rows`:
             every image's boxes at the chosen threshold and at each IoU's best one).
+        overlap: sweep each batch's boxes and masks in a worker thread while the next batch's
+            CAMs are extracted (the results are the same; False: one after the other).
     """
     import torch
     from torch.utils.data import DataLoader, Subset
@@ -381,6 +384,11 @@ def evaluate_model(
     top1_total = top5_total = seen = 0
     ids_all = [r.image_id for r in split.records]
     store = CamStore() if boxes_out and evaluator is not None else None
+    # the box / mask sweep of a batch runs in a worker thread while the next batch's CAMs are
+    # extracted (the sweep's kernel releases the GIL): evaluation waits for the slower of the two,
+    # not their sum; one worker keeps the batches in order
+    sweeper = ThreadPoolExecutor(max_workers=1) if evaluator is not None and overlap else None
+    pending = None
     bar = tqdm(total=len(dataset), desc=f"evaluate {split.split}", unit="img", disable=not progress)
     for images, labels, indices in loader:
         images = images.to(device, non_blocking=True)
@@ -396,7 +404,13 @@ def evaluate_model(
         ids = [ids_all[i] for i in indices.tolist()]
         if evaluator is not None:
             raw = cams.float().cpu().numpy()
-            evaluator.update(raw, ids, top1_ok, top5_ok, top5[:, 0].tolist())
+            predicted = top5[:, 0].tolist()
+            if sweeper is None:
+                evaluator.update(raw, ids, top1_ok, top5_ok, predicted)
+            else:
+                if pending is not None:
+                    pending.result()  # the previous batch's sweep (and its errors) first
+                pending = sweeper.submit(evaluator.update, raw, ids, top1_ok, top5_ok, predicted)
             if store is not None:
                 store.add(ids, raw)
             if save_cams is not None:  # the raw float32 map the evaluator read: exact, small
@@ -405,6 +419,10 @@ def evaluate_model(
                     path.parent.mkdir(parents=True, exist_ok=True)
                     np.save(path, cam)
         bar.update(len(ids))
+    if pending is not None:
+        pending.result()
+    if sweeper is not None:
+        sweeper.shutdown()
     bar.close()
     counts = np.array([top1_total, top5_total, seen], dtype=np.int64)
     if evaluator is not None:

@@ -1,0 +1,26 @@
+"""benchmarks/gpu_check.py in its quick form on the CPU, so that the one-shot GPU check never rots
+(the GPU runs it for real: docs/performance.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_gpu_check_runs_small_on_the_cpu(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "check.json"
+    report = module.main(["--device", "cpu", "--quick", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    row = report["models"]["smallcnn"]
+    for key in ("train_img_s", "compute_img_s", "loader_img_s", "evaluate_img_s", "cams_img_s"):
+        assert row[key] > 0, key
+    assert row["train_over_compute"] == row["train_img_s"] / row["compute_img_s"]
+    assert report["workers"] == 0 and report["pin_memory"] is False  # what it ran with
+    printed = capsys.readouterr().out
+    assert "smallcnn" in printed and "t/c" in printed and f"wrote {out}" in printed
