@@ -56,6 +56,10 @@ class DataConfig:
     workers: int = 4
     skip_bad_images: bool = False
     allow_outside_root: bool = False  # accept image ids / mask paths outside root (absolute, ..)
+    # train images: cpu (decoded and augmented by the loader's workers, PIL) or device (the files'
+    # bytes are read by the workers and decoded + augmented on the run's device: torchvision's
+    # decode_jpeg on the GPU; the same draws as the cpu path, see wsol/data/dataset.py)
+    decode: str = "cpu"
 
 
 @dataclass
@@ -193,6 +197,7 @@ _CHECKS = (
         "cub, wsol or imagenet",
     ),
     ("data.val_per_class", lambda c: c.data.val_per_class >= 0, ">= 0"),
+    ("data.decode", lambda c: c.data.decode in ("cpu", "device"), "cpu or device"),
     ("data.crop_size", lambda c: c.data.crop_size >= 1, ">= 1"),
     ("data.resize_size", lambda c: c.data.resize_size >= c.data.crop_size, ">= data.crop_size"),
     ("data.workers", lambda c: c.data.workers >= 0, ">= 0"),

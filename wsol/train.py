@@ -205,12 +205,26 @@ def make_loader(dataset, cfg: TrainConfig, d, epoch: int, seed: int) -> DataLoad
         dataset,
         batch_size=cfg.batch_size,
         sampler=sampler,
-        num_workers=cfg.data.workers,
         collate_fn=collate_skipping,
-        pin_memory=d.device.type == "cuda",
         drop_last=False,  # as the reference's DataLoader: the last, smaller batch trains too
-        persistent_workers=False,
+        **loader_settings(cfg, d),
     )
+
+
+def loader_settings(cfg: TrainConfig, d) -> dict:
+    """The data loader's settings, chosen for the device (recorded in RUN/runtime.yaml): pinned
+    memory and 4 batches prefetched per worker on a GPU (copies are non-blocking); no
+    persistent workers: each epoch's loader is made anew, so that its workers' augmentation is
+    seeded by (seed, epoch) and a resumed run repeats it exactly."""
+    gpu = d.device.type == "cuda"
+    out = {
+        "num_workers": cfg.data.workers,
+        "pin_memory": gpu and cfg.data.decode == "cpu",
+        "persistent_workers": False,
+    }
+    if cfg.data.workers > 0:
+        out["prefetch_factor"] = 4 if gpu else 2
+    return out
 
 
 def train_one_epoch(
@@ -238,12 +252,18 @@ def train_one_epoch(
     seen = skipped = 0
     t0 = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, unit="batch", disable=not (progress and d.main))
-    for step, (images, targets, _, n_skipped) in enumerate(loader):
+    from .data.dataset import DeviceAugment
+
+    device_augment = DeviceAugment(cfg.data.resize_size, cfg.data.crop_size, d.device)
+    for step, (images, targets, indices, n_skipped) in enumerate(loader):
         if step >= steps:
             break
         skipped += n_skipped
         if images is None:
             continue
+        if isinstance(images, list):  # data.decode: device: decoded and augmented here
+            records = loader.dataset.split.records
+            images = device_augment(images, [str(records[int(i)].path) for i in indices])
         images = images.to(d.device, non_blocking=True, memory_format=memory_format)
         targets = targets.to(d.device, non_blocking=True)
         loss, correct = train_step(
@@ -439,7 +459,15 @@ def train(
             raise FileNotFoundError(f"--resume: {run.checkpoint('last')} does not exist")
         last = load_checkpoint(run.checkpoint("last"))
     changes = resume_changes(run.path, cfg, last) if resume else []
-    runtime = runtime_record(d, cfg.batch_size)
+    runtime = {
+        **runtime_record(d, cfg.batch_size),
+        "loader": {
+            **loader_settings(cfg, d),
+            "decode": cfg.data.decode,
+            "channels_last": cfg.model.channels_last,
+            "non_blocking": True,
+        },
+    }
     # one entry per stretch of epochs run the same way: a resume with another number of
     # processes (another global batch), device or version starts a new one
     segments = list(last.get("runtime") or []) if last else []

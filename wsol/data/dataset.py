@@ -200,6 +200,88 @@ class LocalizationDataset(RecordDataset):
         return self.finish(image), target.as_subclass(torch.Tensor), index
 
 
+class EncodedDataset(RecordDataset):
+    """(the image file's bytes as a uint8 tensor, label, index): the training data of
+    ``data.decode: device``, whose images are decoded and augmented on the training device in
+    the main process (:class:`DeviceAugment`), not by the loader's workers."""
+
+    def __getitem__(self, index: int):
+        from torchvision.io import read_file
+
+        record = self.split.records[index]
+        try:
+            data = read_file(str(record.path))
+        except Exception as err:  # noqa: BLE001
+            if self.skip_bad:
+                return None
+            raise ImageReadError(
+                f"cannot read image {record.path} ({record.image_id}): {err}"
+            ) from err
+        return data, record.label, index
+
+
+class DeviceAugment:
+    """The training transform of :func:`train_transform` on a batch of encoded images, on
+    ``device``: decode (``torchvision.io.decode_jpeg`` on the device for JPEG files, the CPU for
+    others), convert to RGB, resize to ``resize_size`` x ``resize_size`` (bilinear,
+    antialiased), a random ``crop_size`` crop and a horizontal flip with probability 0.5 per
+    image (the same draws, in the same order, from torch's generator as the CPU path: crop
+    offsets, then the flip), divide by 255 and normalise. Tensor resizing is not PIL's to the
+    bit (their antialiasing filters differ slightly): the augmentation is the same, the pixels
+    close (tests/test_device_decode.py)."""
+
+    def __init__(self, resize_size: int, crop_size: int, device):
+        self.resize, self.crop, self.device = resize_size, crop_size, torch.device(device)
+        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(3, 1, 1)
+
+    def decode(self, data: list[torch.Tensor]) -> list[torch.Tensor]:
+        from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+        is_jpeg = [len(d) > 2 and int(d[0]) == 0xFF and int(d[1]) == 0xD8 for d in data]
+        out: list = [None] * len(data)
+        jpegs = [k for k, j in enumerate(is_jpeg) if j]
+        if jpegs:
+            device = self.device if self.device.type == "cuda" else "cpu"
+            decoded = decode_jpeg([data[k] for k in jpegs], mode=ImageReadMode.RGB, device=device)
+            for k, image in zip(jpegs, decoded):
+                out[k] = image
+        for k, j in enumerate(is_jpeg):
+            if not j:
+                out[k] = decode_image(data[k], mode=ImageReadMode.RGB)
+        return [image.to(self.device) for image in out]
+
+    def decode_named(self, data: list[torch.Tensor], names: list[str]) -> list[torch.Tensor]:
+        """:meth:`decode`, a file that cannot be decoded named in the error."""
+        try:
+            return self.decode(data)
+        except Exception:  # noqa: BLE001
+            for item, name in zip(data, names):  # one by one: which file is it?
+                try:
+                    self.decode([item])
+                except Exception as err:  # noqa: BLE001
+                    raise ImageReadError(f"cannot decode image {name}: {err}") from err
+            raise
+
+    def __call__(self, data: list[torch.Tensor], names: list[str] | None = None) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        images = []
+        names = names or [f"#{k} of the batch" for k in range(len(data))]
+        for image in self.decode_named(data, names):
+            image = TF.resize(image, [self.resize, self.resize], antialias=True)
+            # v2.RandomCrop's draws, in its order: the top offset, then the left one
+            h, w = image.shape[-2:]
+            top = int(torch.randint(0, h - self.crop + 1, size=()))
+            left = int(torch.randint(0, w - self.crop + 1, size=()))
+            image = TF.crop(image, top, left, self.crop, self.crop)
+            if torch.rand(1) < 0.5:  # v2.RandomHorizontalFlip: flipped when rand < p
+                image = TF.horizontal_flip(image)
+            images.append(image)
+        batch = torch.stack(images).to(torch.float32).div(255)
+        return (batch - self.mean) / self.std
+
+
 def collate_skipping(batch):
     """Default collation after dropping skipped (None) samples; returns (images, labels or
     stacked localization targets, indices, number skipped)."""
@@ -207,7 +289,10 @@ def collate_skipping(batch):
     skipped = len(batch) - len(kept)
     if not kept:
         return None, None, None, skipped
-    images = torch.stack([b[0] for b in kept])
+    if kept[0][0].dim() == 1:  # encoded files (EncodedDataset): decoded later, on the device
+        images = [b[0] for b in kept]
+    else:
+        images = torch.stack([b[0] for b in kept])
     if isinstance(kept[0][1], torch.Tensor):
         labels = torch.stack([b[1] for b in kept])
     else:

@@ -91,9 +91,13 @@ class Method:
         return mixed_loss(logits, batch, label_smoothing)
 
     def train_dataset(self, split, data):
-        """The training dataset of ``split`` (``data``: the config's data section)."""
-        from ..data.dataset import RecordDataset, train_transform
+        """The training dataset of ``split`` (``data``: the config's data section): decoded and
+        augmented by the loader's workers, or (``data.decode: device``) the files' bytes, which
+        the training loop decodes on the device."""
+        from ..data.dataset import EncodedDataset, RecordDataset, train_transform
 
+        if getattr(data, "decode", "cpu") == "device":
+            return EncodedDataset(split, None, data.skip_bad_images)
         return RecordDataset(
             split, train_transform(data.resize_size, data.crop_size), data.skip_bad_images
         )
