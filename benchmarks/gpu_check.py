@@ -17,6 +17,8 @@ InceptionV3, at 224 px, bf16 autocast and channels-last on a GPU):
 - ``evaluate_img_s``: `wsol evaluate` of the trained checkpoint on the test split (CAM extraction
   and the box sweep at the reference's 1,000 thresholds, overlapped), and ``cams_img_s``: CAM
   extraction alone;
+- ``train_device_decode_img_s``: the same training epoch with ``data.decode: device`` (the
+  loader reads the files' bytes; JPEG decoding and the augmentation run on the device);
 - the peak GPU memory of each (``*_peak_mib``).
 
 The ratios ``train / compute`` and ``train / loader`` say which bound training is at; ``evaluate
@@ -157,14 +159,15 @@ def main(argv=None) -> dict:
         report["synth_s"] = time.perf_counter() - start
         for name in models:
             row: dict = {}
-            cfg = load_config(None, [
+            overrides = [
                 "data.format=cub", f"data.root={root}", "data.val_per_class=0",
                 f"data.resize_size={int(size * 8 / 7)}", f"data.crop_size={size}",
                 f"data.workers={workers}", f"model.name={name}", "model.pretrained=null",
                 f"model.channels_last={str(gpu).lower()}", f"batch_size={batch}", "epochs=1",
                 f"max_steps_per_epoch={steps}", f"amp={'bf16' if gpu else 'none'}",
                 f"device={device.type}", "tensorboard=false",
-            ])  # fmt: skip
+            ]  # fmt: skip
+            cfg = load_config(None, overrides)
             split = load_split(cfg.data, "train")
             dataset = RecordDataset(split, train_transform(cfg.data.resize_size, size))
             row["loader_img_s"] = loader_bound(dataset, batch, workers, gpu, steps)
@@ -176,6 +179,14 @@ def main(argv=None) -> dict:
             last = train(cfg, run, progress=False, echo=False)
             row["train_img_s"] = float(last["images_per_s"])
             row["train_peak_mib"] = _peak_mib(device)
+            # the same epoch with data.decode: device (the loader reads bytes; decode_jpeg and
+            # the augmentation on the device): does it lift a loader-bound run?
+            cfg_device = load_config(None, [*overrides, "data.decode=device"])
+            _peak_reset(device)
+            last = train(cfg_device, Path(tmp) / f"run_{name}_device_decode", progress=False,
+                         echo=False)  # fmt: skip
+            row["train_device_decode_img_s"] = float(last["images_per_s"])
+            row["train_device_decode_peak_mib"] = _peak_mib(device)
             test = load_split(cfg.data, "test")
             model, _, _ = load_checkpoint_model(run, device)
             loader = torch.utils.data.DataLoader(
@@ -203,18 +214,20 @@ def main(argv=None) -> dict:
             row["evaluate_peak_mib"] = _peak_mib(device)
             row["train_over_compute"] = row["train_img_s"] / row["compute_img_s"]
             row["train_over_loader"] = row["train_img_s"] / row["loader_img_s"]
+            row["device_decode_over_train"] = row["train_device_decode_img_s"] / row["train_img_s"]
             row["evaluate_over_cams"] = row["evaluate_img_s"] / row["cams_img_s"]
             report["models"][name] = row
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"{report['device']}, torch {report['torch']}, {size} px, batch {batch}, {workers} "
           f"loader workers, pinned memory {gpu}, {report['amp']}")  # fmt: skip
     print(f"{'model':<14}{'train':>9}{'compute':>9}{'loader':>9}{'t/c':>6}{'t/l':>6}"
-          f"{'eval':>9}{'cams':>9}{'e/c':>6}{'peak MiB':>10}")  # fmt: skip
+          f"{'dev-dec':>9}{'eval':>9}{'cams':>9}{'e/c':>6}{'peak MiB':>10}")  # fmt: skip
     for name, row in report["models"].items():
         peak = max((v for k, v in row.items() if k.endswith("peak_mib") and v), default=None)
         print(f"{name:<14}{row['train_img_s']:9.1f}{row['compute_img_s']:9.1f}"
               f"{row['loader_img_s']:9.1f}{row['train_over_compute']:6.2f}"
-              f"{row['train_over_loader']:6.2f}{row['evaluate_img_s']:9.1f}{row['cams_img_s']:9.1f}"
+              f"{row['train_over_loader']:6.2f}{row['train_device_decode_img_s']:9.1f}"
+              f"{row['evaluate_img_s']:9.1f}{row['cams_img_s']:9.1f}"
               f"{row['evaluate_over_cams']:6.2f}{'' if peak is None else f'{peak:10.0f}'}")  # fmt: skip
     print(f"wrote {args.out}")
     return report

@@ -18,7 +18,8 @@ def test_the_gpu_check_runs_small_on_the_cpu(tmp_path, capsys):
     report = module.main(["--device", "cpu", "--quick", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     row = report["models"]["smallcnn"]
-    for key in ("train_img_s", "compute_img_s", "loader_img_s", "evaluate_img_s", "cams_img_s"):
+    keys = ("train_img_s", "train_device_decode_img_s", "compute_img_s", "loader_img_s")
+    for key in (*keys, "evaluate_img_s", "cams_img_s"):
         assert row[key] > 0, key
     assert row["train_over_compute"] == row["train_img_s"] / row["compute_img_s"]
     assert report["workers"] == 0 and report["pin_memory"] is False  # what it ran with
