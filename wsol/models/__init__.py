@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from . import backbones  # noqa: F401  (registers the models)
+from . import backbones, vit  # noqa: F401  (register the models)
 from .registry import list_models, model_builder, register_model
 from .wsol_model import WSOLModel, load_backbone_weights, read_state_dict
 
@@ -47,12 +47,18 @@ def create_model(
         if keep_pretrained_classifier:
             raise ValueError("model.keep_pretrained_classifier needs model.pretrained weights")
         return model
+    hint = getattr(model, "download_hint", None)
     if str(pretrained) == "torchvision":
         if model.torchvision_weights is None:
-            raise ValueError(f"model {name} has no torchvision weights")
+            raise ValueError(
+                f"model {name} has no torchvision weights"
+                + (f": {hint()} and set model.pretrained to the file" if hint else "")
+            )
         state = backbones.torchvision_state_dict(model.torchvision_weights)
         rename = model.rename_torchvision_key
     else:
+        if hint and not Path(pretrained).exists():
+            raise ValueError(f"model.pretrained: {pretrained} does not exist; {hint()}")
         state = read_state_dict(pretrained)
         # our own checkpoints carry our key names; torchvision files carry theirs
         ours = any(k.startswith("backbone.") for k in state)

@@ -236,7 +236,15 @@ def load_backbone_weights(
 
 def read_state_dict(path: str | Path) -> dict:
     """A state dict from a local file: a plain state dict, or a checkpoint holding one under
-    ``model`` or ``state_dict``; ``module.`` (DDP) prefixes are removed."""
+    ``model`` or ``state_dict`` (DeiT's own files), or a ``.safetensors`` file (timm's);
+    ``module.`` (DDP) prefixes are removed."""
+    if str(path).endswith(".safetensors"):  # timm's and the Hugging Face hub's weight files
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as err:  # noqa: BLE001
+            raise ValueError(f"cannot read {path} as a safetensors file: {err}") from None
     data = load_plain(path, "cpu", "pretrained weights")
     for key in ("model", "state_dict"):
         if isinstance(data, dict) and key in data and isinstance(data[key], dict):
