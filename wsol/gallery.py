@@ -370,13 +370,21 @@ def _png(path: Path, runs, ids, cells, names, how: str) -> None:
             if single or k == 0:
                 name = textwrap.shorten(class_name(names, cell["label"]), width=26)
                 ax.set_ylabel(f"{_short(image_id)}\n{name}", fontsize=9)
-    fig.suptitle(heading, fontsize=9, y=1 - 0.08 / (side * rows + head_in))
     top = 1 - head_in / (side * rows + head_in)
     fig.tight_layout(rect=(0, 0, 1 - 1.1 / width, top), h_pad=1.2)
     bar = fig.add_axes((1 - 0.95 / width, 0.15, 0.18 / width, 0.6 * top))
     fig.colorbar(cm.ScalarMappable(Normalize(0, 1), CAM_COLORMAP), cax=bar, label="normalised CAM")
+    # the heading just above the grid as drawn (square images leave slack in their cells),
+    # the empty margin cut off when saving
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    grid_top = max(ax.get_tightbbox(renderer).y1 for ax in axes.flat if ax.axison)
+    fig.text(
+        0.5, fig.transFigure.inverted().transform((0, grid_top))[1] + 0.06 / (side * rows),
+        heading, ha="center", va="bottom", fontsize=9,
+    )  # fmt: skip
     for suffix in (".png", ".pdf", ".svg"):
-        fig.savefig(path.with_suffix(suffix), dpi=100)
+        fig.savefig(path.with_suffix(suffix), dpi=100, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
 
 

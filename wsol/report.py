@@ -341,7 +341,7 @@ def _rows(loaded, contexts, need: str):
 def _save(fig, path: Path, dpi: int = 110) -> Path:
     """The figure as PNG, and as PDF and SVG beside it (for papers)."""
     for suffix in (".png", ".pdf", ".svg"):
-        fig.savefig(path.with_suffix(suffix), dpi=dpi)
+        fig.savefig(path.with_suffix(suffix), dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     return path
 
 
@@ -387,7 +387,8 @@ def plot_threshold_curves(loaded, contexts, path: Path) -> Path:
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("box accuracy (%)", fontsize=9)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    # beside the panels, not over a curve (saved with the figure's tight bounding box)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0)
     fig.suptitle(
         "Box accuracy vs CAM threshold: mean over seeds, band min to max; marker: the threshold "
         "the loc metrics used",
@@ -422,7 +423,7 @@ def plot_pxap_curves(loaded, contexts, path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title("Pixel precision-recall (PxAP: the area under it)", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
