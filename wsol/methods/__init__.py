@@ -1,14 +1,15 @@
 """WSOL methods behind one registry: ``base`` (plain CAM training), ``cutmix``, ``mixup``,
 ``cutout``, ``has`` (Hide-and-Seek), ``acol`` (adversarial complementary learning), ``spg``
 (self-produced guidance), ``adl`` (attention-based dropout), and ``fsl``, Choe et al.'s few-shot
-learning baseline (a foreground predictor trained on the fully supervised val split). Each is a :class:`Method` with
+learning baseline (a foreground predictor trained on the fully supervised val split), and
+``tscam`` (TS-CAM, on vision transformers). Each is a :class:`Method` with
 hooks (model, batch, loss, CAM reading) that training and evaluation call; none of them names a
 method.
 
 Example:
     >>> from wsol.methods import MethodConfig, create_method, list_methods
     >>> list_methods()
-    ['acol', 'adl', 'base', 'cutmix', 'cutout', 'fsl', 'has', 'mixup', 'spg']
+    ['acol', 'adl', 'base', 'cutmix', 'cutout', 'fsl', 'has', 'mixup', 'spg', 'tscam']
     >>> method = create_method(MethodConfig("cutmix", cutmix_beta=1.0))
 """
 
@@ -31,12 +32,15 @@ from .fsl import FSL, ForegroundHead, foreground_loss
 from .has import HaS, hide_cells
 from .mixup import Mixup, mixup
 from .spg import SPG, SpgHead, guidance_mask, guided_bce, spg_loss
+from .tscam import TSCAM, TSCAMHead
 
 __all__ = [
     "ACoL",
     "AcolHead",
     "SPG",
     "SpgHead",
+    "TSCAM",
+    "TSCAMHead",
     "erase",
     "guidance_mask",
     "guided_bce",

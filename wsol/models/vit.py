@@ -42,6 +42,12 @@ class ViTWSOL(WSOLModel):
         )
         for block in self.backbone.blocks:
             block.attn.fused_attn = False  # attention readable (attention_maps)
+            block.attn.attn_drop.register_forward_pre_hook(self._class_attention_hook)
+        #: set by a method that reads the class token's attention (TS-CAM): every forward pass
+        #: outside training keeps it (:meth:`class_token_attention`)
+        self.keep_class_attention = False
+        self._class_attention: list[torch.Tensor] | None = None
+        self._last_class_attention: tuple[torch.Tensor, torch.Tensor] | None = None
         self.neck = nn.Identity()
         self.classifier = nn.Linear(self.backbone.embed_dim, num_classes)
         init_classifier(self.classifier)
@@ -58,10 +64,42 @@ class ViTWSOL(WSOLModel):
                 f"{x.shape[-2]} x {x.shape[-1]} px is not a whole number of them (set "
                 f"data.crop_size to a multiple of {p})"
             )
-        tokens = self.backbone.forward_features(x)  # (B, prefix + h * w, C), final norm applied
+        keep = self.keep_class_attention and not self.training
+        self._class_attention = [] if keep else None
+        try:
+            tokens = self.backbone.forward_features(x)  # (B, prefix + h * w, C), final norm
+        finally:
+            collected, self._class_attention = self._class_attention, None
         patches = tokens[:, self.backbone.num_prefix_tokens :]
         b, _, c = patches.shape
-        return patches.transpose(1, 2).reshape(b, c, x.shape[-2] // p, x.shape[-1] // p)
+        h, w = x.shape[-2] // p, x.shape[-1] // p
+        features = patches.transpose(1, 2).reshape(b, c, h, w)
+        if keep:
+            prefix = self.backbone.num_prefix_tokens
+            summed = torch.stack(collected).sum(0)[:, prefix:].reshape(b, h, w)
+            self._last_class_attention = (features, summed)
+        return features
+
+    def enable_class_attention(self) -> None:
+        self.keep_class_attention = True
+
+    def _class_attention_hook(self, _module, args) -> None:
+        if self._class_attention is not None:
+            # the class token's row of the softmax attention, averaged over the heads: (B, T)
+            self._class_attention.append(args[0][:, :, 0, :].mean(dim=1))
+
+    def class_token_attention(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, h, w): the class token's attention to each patch, averaged over the heads and
+        summed over the blocks (TS-CAM's semantic-agnostic map, vasgaowei/TS-CAM
+        lib/models/deit.py), of the forward pass that made ``features`` (which must have run
+        outside training with ``keep_class_attention`` on)."""
+        last = self._last_class_attention
+        if last is None or last[0] is not features:
+            raise RuntimeError(
+                "no class-token attention recorded for these features: set "
+                "model.keep_class_attention and run forward_features in eval mode first"
+            )
+        return last[1]
 
     def download_hint(self) -> str:
         """What to download for this architecture's ImageNet weights (timm's record of them)."""

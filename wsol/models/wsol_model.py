@@ -141,6 +141,21 @@ class WSOLModel(nn.Module):
             xavier_init,
         )
 
+    def enable_class_attention(self) -> None:
+        """Keep the class token's attention of every forward pass outside training, for
+        :meth:`class_token_attention`: a vision transformer's (see :mod:`wsol.models.vit`); a
+        CNN has none."""
+        raise ValueError(
+            f"{type(self).__name__} has no class token: this method reads a vision "
+            "transformer's attention (model.name: deit_small, deit_tiny, deit_base or vit_micro)"
+        )
+
+    def class_token_attention(self, features: torch.Tensor) -> torch.Tensor:
+        """The class token's attention map (B, h, w) of the forward pass that made
+        ``features`` (see :meth:`enable_class_attention`)."""
+        self.enable_class_attention()  # a CNN: the sentence
+        raise NotImplementedError
+
     def is_head_parameter(self, name: str) -> bool:
         return name.startswith(self.head_prefixes)
 

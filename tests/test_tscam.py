@@ -1,0 +1,115 @@
+"""TS-CAM against vasgaowei/TS-CAM's own model.
+
+tests/fixtures/methods/tscam.npz holds the official ``TSCAM``'s logits, CAMs and loss on
+deterministic weights and a fixed input (scripts/make_tscam_fixtures.py made it from the
+official lib/models/deit.py and says how). The parameter counts are the official model's,
+counted from the same code: 170,695 for the tiny ViT at 7 classes, 22,357,064 for DeiT-S at 200.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsol.methods import MethodConfig, MixedBatch, create_method
+from wsol.models import create_model
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location(
+    "make_tscam_fixtures", ROOT / "scripts" / "make_tscam_fixtures.py"
+)
+fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fixtures)
+EXPECTED = np.load(ROOT / "tests" / "fixtures" / "methods" / "tscam.npz")
+
+
+def test_matches_the_official_model():
+    method, model = fixtures.our_model()
+    assert sum(p.numel() for p in model.parameters()) == 170_695
+    x, y = fixtures.fixed_input()
+    with torch.no_grad():
+        logits, features = model.forward_with_features(x)
+        cams = method.cams(model, features, y)
+        _, loss = method.training_loss(model, MixedBatch(x, y, y, 1.0))
+    torch.testing.assert_close(logits, torch.from_numpy(EXPECTED["logits"]), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(cams, torch.from_numpy(EXPECTED["cams"]), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(loss, torch.from_numpy(EXPECTED["loss"]), rtol=1e-5, atol=1e-6)
+
+
+def test_the_deit_small_model_has_the_official_size():
+    model = create_method(MethodConfig("tscam")).adapt_model(create_model("deit_small", 200))
+    assert sum(p.numel() for p in model.parameters()) == 22_357_064
+
+
+def test_the_cam_is_the_semantic_map_times_the_class_tokens_attention():
+    from wsol.models.vit import attention_maps
+
+    method, model = fixtures.our_model()
+    x, y = fixtures.fixed_input()
+    with torch.no_grad():
+        features = model.forward_features(x)
+        cams = method.cams(model, features, y)
+        maps = attention_maps(model, x)  # (blocks, B, heads, T, T), read another way
+        semantic = model.method_head.conv(features)[torch.arange(2), y]
+    attention = maps.mean(dim=2).sum(dim=0)[:, 0, 1:].reshape(2, 8, 8)
+    torch.testing.assert_close(cams, attention * semantic)
+    # the logits are the semantic maps' spatial means, not a linear layer on the class token
+    torch.testing.assert_close(
+        model(x), model.method_head.conv(features).mean(dim=(2, 3)), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_the_cam_needs_the_attention_of_the_same_forward_pass():
+    method, model = fixtures.our_model()
+    x, y = fixtures.fixed_input()
+    with torch.no_grad():
+        model.forward_features(x)
+        with pytest.raises(RuntimeError, match="no class-token attention"):
+            method.cams(model, torch.zeros(2, 64, 8, 8), y)
+    model.train()
+    with torch.no_grad():  # no attention is kept in training: nothing to slow it down
+        features = model.forward_features(x)
+    with pytest.raises(RuntimeError, match="no class-token attention"):
+        method.cams(model, features, y)
+
+
+def test_a_cnn_is_refused_with_a_sentence():
+    method = create_method(MethodConfig("tscam"))
+    with pytest.raises(ValueError, match="no class token.*vision transformer"):
+        method.adapt_model(create_model("smallcnn", 3))
+
+
+def test_the_loss_is_cross_entropy_and_every_parameter_learns():
+    method, model = fixtures.our_model()
+    model.train()
+    x, y = fixtures.fixed_input()
+    logits, loss = method.training_loss(model, MixedBatch(x, y, y, 1.0))
+    torch.testing.assert_close(loss, F.cross_entropy(logits, y))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_tscam_trains_and_evaluates(synth_root, tmp_path):
+    from conftest import cpu_run
+
+    from wsol.config import load_config
+    from wsol.evaluate import evaluate_checkpoint
+    from wsol.train import train
+
+    overrides = cpu_run(synth_root, **{
+        "model.name": "vit_micro", "data.resize_size": 72, "data.crop_size": 64,
+        "method.method": "tscam", "optim.lr": 0.001, "tensorboard": "false",
+    })  # fmt: skip
+    row = train(load_config(None, overrides), tmp_path / "run", progress=False, echo=False)
+    assert np.isfinite(row["train_loss"])
+    metrics = evaluate_checkpoint(tmp_path / "run", tmp_path / "eval", progress=False, echo=False)
+    assert 0 <= metrics["MaxBoxAccV2"] <= 100
+    import json
+
+    context = json.loads((tmp_path / "eval" / "metrics.json").read_text())["context"]
+    assert context["method"] == "tscam" and context["backbone"] == "vit_micro"
