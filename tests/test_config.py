@@ -86,3 +86,29 @@ def test_cuda_without_a_gpu_and_unmeasurable_select_metric_fail_before_work(synt
     with pytest.raises(ValueError, match="select_metric PxAP needs masks"):
         train(cfg, tmp_path / "b", progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_steps_schedule_decays_at_every_multiple_of_any_step():
+    # TS-CAM's adjust_learning_rate_normal (vasgaowei/TS-CAM lib/core/engine.py), called before
+    # each 1-based epoch: ILSVRC's LR_STEPS [10, 12] over 20 epochs decays at 10, 12 and 20
+    from wsol.train import lr_factor
+
+    cfg = load_config(None, ["optim.scheduler=steps", "optim.lr_steps=[10, 12]", "epochs=20"])
+    factors = [lr_factor(cfg, e - 1) for e in range(1, 21)]
+    expected = [1.0] * 9 + [0.1, 0.1] + [0.01] * 8 + [0.001]
+    assert factors == pytest.approx(expected)
+    # a single step is the reference's step schedule
+    one = load_config(None, ["optim.scheduler=steps", "optim.lr_steps=[30]", "epochs=60"])
+    step = load_config(None, ["optim.scheduler=step", "optim.lr_step=30", "epochs=60"])
+    assert [lr_factor(one, e) for e in range(60)] == [lr_factor(step, e) for e in range(60)]
+
+
+def test_list_keys_are_checked_element_by_element():
+    with pytest.raises(ConfigError, match=r"optim.lr_steps\[1\]: expected a whole number"):
+        load_config(None, ["optim.scheduler=steps", "optim.lr_steps=[10, x]"])
+    with pytest.raises(ConfigError, match="optim.lr_steps: expected a list"):
+        load_config(None, ["optim.lr_steps=10"])
+    with pytest.raises(ConfigError, match="optim.lr_steps: must be epochs >= 1, at least one"):
+        load_config(None, ["optim.scheduler=steps"])
+    with pytest.raises(ConfigError, match="optim.optimizer: must be sgd or adamw"):
+        load_config(None, ["optim.optimizer=adam"])

@@ -118,3 +118,39 @@ def test_cnn_only_methods_refuse_a_vit_with_a_sentence(name, words):
     method = create_method(MethodConfig(name))
     with pytest.raises(ValueError, match=f"{words}.*vision transformer"):
         method.adapt_model(_micro())
+
+
+def test_adamw_leaves_norms_biases_and_the_embeddings_undecayed():
+    # timm 0.3.x create_optimizer (TS-CAM trains with it): no decay on 1-D parameters, names
+    # ending in .bias and the model's no_weight_decay() (pos_embed, cls_token)
+    from wsol.config import load_config
+    from wsol.train import build_optimizer
+
+    model = _micro()
+    cfg = load_config(None, ["optim.optimizer=adamw", "optim.lr=5e-5", "optim.weight_decay=0.05",
+                             "optim.head_lr_mult=10"])  # fmt: skip
+    opt = build_optimizer(model, cfg)
+    assert isinstance(opt, torch.optim.AdamW)
+    names = {id(p): n for n, p in model.named_parameters()}
+    undecayed = {
+        names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]
+    }
+    decayed = {
+        names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0.05 for p in g["params"]
+    }
+    assert {"backbone.pos_embed", "backbone.cls_token", "backbone.norm.weight"} <= undecayed
+    assert "backbone.blocks.0.attn.qkv.bias" in undecayed and "classifier.bias" in undecayed
+    assert "backbone.blocks.0.attn.qkv.weight" in decayed and "classifier.weight" in decayed
+    assert undecayed | decayed == set(names.values()) and not undecayed & decayed
+    rates = {names[id(p)]: g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert rates["classifier.weight"] == pytest.approx(5e-4)  # the head rate still applies
+    assert rates["backbone.pos_embed"] == pytest.approx(5e-5)
+    assert opt.defaults["betas"] == (0.9, 0.999) and opt.defaults["eps"] == 1e-8
+
+
+def test_stochastic_depth_reaches_the_blocks_and_is_refused_elsewhere():
+    model = create_model("vit_micro", 3, drop_path_rate=0.1)
+    rates = [float(getattr(b.drop_path1, "drop_prob", 0.0)) for b in model.backbone.blocks]
+    assert rates == pytest.approx([0.0, 0.05, 0.1])  # timm's linear rule over the depth
+    with pytest.raises(ValueError, match="no drop_path_rate option"):
+        create_model("smallcnn", 3, drop_path_rate=0.1)

@@ -69,10 +69,17 @@ class ModelConfig:
     large_feature_map: bool = False  # one stage less downsampling: 28 x 28 CAMs (reference option)
     keep_pretrained_classifier: bool = False  # ResNets on ImageNet: keep the 1000-class fc
     channels_last: bool = False
+    # vision transformers: stochastic depth (timm's drop_path_rate; TS-CAM's and DeiT's 0.1)
+    drop_path_rate: float = 0.0
 
 
 @dataclass
 class OptimConfig:
+    # sgd (the reference's: momentum, Nesterov, weight decay on every parameter) or adamw
+    # (torch's AdamW, betas (0.9, 0.999), eps 1e-8; no weight decay on biases, 1-D parameters
+    # and the model's own exclusions such as a ViT's position embedding and class token, as
+    # timm's create_optimizer, which TS-CAM trains with)
+    optimizer: str = "sgd"
     lr: float = 1.7e-4  # backbone
     head_lr_mult: float = 10.0  # head (new layers) lr = lr * head_lr_mult
     # which parameters train at the head rate: "model" (the model's head layers, as the
@@ -87,6 +94,9 @@ class OptimConfig:
         15  # step: lr of 1-based epoch e is lr * lr_gamma ** (e // lr_step), as the reference
     )
     lr_gamma: float = 0.1
+    # steps: before 1-based epoch e the lr is multiplied by lr_gamma whenever e is a multiple of
+    # any of these (TS-CAM's adjust_learning_rate_normal; [30] is step with lr_step 30)
+    lr_steps: list[int] = field(default_factory=list)
     label_smoothing: float = 0.0
 
 
@@ -143,6 +153,17 @@ def _coerce(value: Any, hint: Any, key: str) -> tuple[Any, str | None]:
                 return value, f"{key}: expected a whole number, got {value!r}"
             return int(value), None
         return float(value), None
+    if typing.get_origin(kind) is list:
+        if not isinstance(value, list):
+            return value, f"{key}: expected a list such as [10, 12], got {value!r}"
+        (item,) = typing.get_args(kind)
+        out = []
+        for k, element in enumerate(value):
+            element, error = _coerce(element, item, f"{key}[{k}]")
+            if error:
+                return value, error
+            out.append(element)
+        return out, None
     if kind is str:
         if isinstance(value, (dict, list)):
             return value, f"{key}: expected a string, got {value!r}"
@@ -201,6 +222,7 @@ _CHECKS = (
     ("data.crop_size", lambda c: c.data.crop_size >= 1, ">= 1"),
     ("data.resize_size", lambda c: c.data.resize_size >= c.data.crop_size, ">= data.crop_size"),
     ("data.workers", lambda c: c.data.workers >= 0, ">= 0"),
+    ("optim.optimizer", lambda c: c.optim.optimizer in ("sgd", "adamw"), "sgd or adamw"),
     ("optim.lr", lambda c: c.optim.lr > 0, "> 0"),
     ("optim.head_lr_mult", lambda c: c.optim.head_lr_mult > 0, "> 0"),
     (
@@ -212,11 +234,18 @@ _CHECKS = (
     ("optim.weight_decay", lambda c: c.optim.weight_decay >= 0, ">= 0"),
     (
         "optim.scheduler",
-        lambda c: c.optim.scheduler in ("step", "cosine", "none"),
-        "step, cosine or none",
+        lambda c: c.optim.scheduler in ("step", "steps", "cosine", "none"),
+        "step, steps, cosine or none",
     ),
     ("optim.lr_step", lambda c: c.optim.lr_step >= 1, ">= 1"),
     ("optim.lr_gamma", lambda c: c.optim.lr_gamma > 0, "> 0"),
+    (
+        "optim.lr_steps",
+        lambda c: all(k >= 1 for k in c.optim.lr_steps)
+        and (c.optim.scheduler != "steps" or bool(c.optim.lr_steps)),
+        "epochs >= 1, at least one with scheduler steps",
+    ),
+    ("model.drop_path_rate", lambda c: 0 <= c.model.drop_path_rate < 1, "in [0, 1)"),
     ("optim.label_smoothing", lambda c: 0 <= c.optim.label_smoothing < 1, "in [0, 1)"),
     ("epochs", lambda c: c.epochs >= 1, ">= 1"),
     ("batch_size", lambda c: c.batch_size >= 1, ">= 1"),

@@ -89,9 +89,34 @@ def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
         {"params": backbone, "lr": o.lr},
         {"params": head, "lr": o.lr * o.head_lr_mult},
     ]
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(
+            decay_groups(model, groups, o.weight_decay), lr=o.lr, betas=(0.9, 0.999), eps=1e-8
+        )
     return torch.optim.SGD(
         groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
     )
+
+
+def decay_groups(model, groups: list[dict], weight_decay: float) -> list[dict]:
+    """Each learning-rate group split in two, as timm's ``create_optimizer`` splits the
+    parameters (timm 0.3.x ``optim_factory.add_weight_decay``, which TS-CAM trains with): no
+    weight decay on 1-D parameters (norms, biases), names ending in ``.bias`` and the model's
+    ``no_weight_decay()`` names (a ViT's position embedding and class token); ``weight_decay``
+    on the rest. Empty groups are left out."""
+    skip = set(getattr(model, "no_weight_decay", lambda: ())())
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = []
+    for group in groups:
+        decay, no_decay = [], []
+        for p in group["params"]:
+            name = names[id(p)]
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") or name in skip else decay).append(p)
+        out += [
+            {**group, "params": no_decay, "weight_decay": 0.0},
+            {**group, "params": decay, "weight_decay": weight_decay},
+        ]
+    return [g for g in out if g["params"]]
 
 
 def lr_factor(cfg: TrainConfig, epoch: int) -> float:
@@ -105,11 +130,14 @@ def lr_factor(cfg: TrainConfig, epoch: int) -> float:
     o = cfg.optim
     if o.scheduler == "step":
         return o.lr_gamma ** ((epoch + 1) // max(1, o.lr_step))
+    if o.scheduler == "steps":
+        e = epoch + 1
+        return o.lr_gamma ** sum(1 for k in range(1, e + 1) if any(k % s == 0 for s in o.lr_steps))
     if o.scheduler == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, cfg.epochs)))
     if o.scheduler == "none":
         return 1.0
-    raise ValueError(f"unknown optim.scheduler {o.scheduler!r}: step, cosine or none")
+    raise ValueError(f"unknown optim.scheduler {o.scheduler!r}: step, steps, cosine or none")
 
 
 def build_scheduler(optimizer, cfg: TrainConfig):
@@ -485,6 +513,7 @@ def train(
             cfg.model.pretrained,
             cfg.model.large_feature_map,
             cfg.model.keep_pretrained_classifier,
+            drop_path_rate=cfg.model.drop_path_rate,
         )
     ).to(d.device)
     memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format

@@ -23,6 +23,7 @@ def create_model(
     pretrained: str | Path | None = None,
     large_feature_map: bool = False,
     keep_pretrained_classifier: bool = False,
+    drop_path_rate: float = 0.0,
 ) -> WSOLModel:
     """Build a registered model.
 
@@ -31,18 +32,18 @@ def create_model(
         num_classes: size of the linear classifier (initialised N(0, 0.01), as the reference).
         pretrained: None (random), ``"torchvision"`` (torchvision's ImageNet weights for the
             backbone; downloaded on first use) or a path to a local state dict or checkpoint.
+        drop_path_rate: stochastic depth of a vision transformer (timm's option).
         keep_pretrained_classifier: also load the pretrained 1000-class ImageNet classifier
             (ResNets only), as wsolevaluation does for ILSVRC; the data's classes must be the
             ImageNet classes in torchvision's order (sorted wnids).
     """
     builder = model_builder(name)
-    if large_feature_map:
-        try:
-            model = builder(num_classes, large_feature_map=True)
-        except TypeError:
-            raise ValueError(f"model {name} has no large_feature_map option") from None
-    else:
-        model = builder(num_classes)
+    options = {"large_feature_map": large_feature_map, "drop_path_rate": drop_path_rate}
+    options = {k: v for k, v in options.items() if v}  # only the options asked for
+    try:
+        model = builder(num_classes, **options)
+    except TypeError:
+        raise ValueError(f"model {name} has no {' or '.join(options)} option") from None
     if pretrained in (None, "", "none", False):
         if keep_pretrained_classifier:
             raise ValueError("model.keep_pretrained_classifier needs model.pretrained weights")

@@ -110,6 +110,10 @@ class ViTWSOL(WSOLModel):
         places = " or the Hugging Face hub's ".join(where)
         return f"download {self.timm_name}'s ImageNet weights ({places})"
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters AdamW leaves undecayed beyond biases and norms (timm's own list)."""
+        return {"backbone." + n for n in self.backbone.no_weight_decay()}
+
     def adl_sites(self) -> list[nn.Module]:
         raise ValueError(
             "ADL drops parts of a CNN feature map between conv stages; a vision transformer has "
@@ -156,25 +160,25 @@ def attention_maps(model: ViTWSOL, images: torch.Tensor) -> torch.Tensor:
 
 
 @register_model
-def deit_tiny(num_classes: int) -> WSOLModel:
+def deit_tiny(num_classes: int, drop_path_rate: float = 0.0) -> WSOLModel:
     """DeiT-Ti/16 (timm ``deit_tiny_patch16_224``)."""
-    return ViTWSOL("deit_tiny_patch16_224", num_classes)
+    return ViTWSOL("deit_tiny_patch16_224", num_classes, drop_path_rate=drop_path_rate)
 
 
 @register_model
-def deit_small(num_classes: int) -> WSOLModel:
+def deit_small(num_classes: int, drop_path_rate: float = 0.0) -> WSOLModel:
     """DeiT-S/16 (timm ``deit_small_patch16_224``), TS-CAM's and SAT's backbone."""
-    return ViTWSOL("deit_small_patch16_224", num_classes)
+    return ViTWSOL("deit_small_patch16_224", num_classes, drop_path_rate=drop_path_rate)
 
 
 @register_model
-def deit_base(num_classes: int) -> WSOLModel:
+def deit_base(num_classes: int, drop_path_rate: float = 0.0) -> WSOLModel:
     """DeiT-B/16 (timm ``deit_base_patch16_224``)."""
-    return ViTWSOL("deit_base_patch16_224", num_classes)
+    return ViTWSOL("deit_base_patch16_224", num_classes, drop_path_rate=drop_path_rate)
 
 
 @register_model
-def vit_micro(num_classes: int) -> WSOLModel:
+def vit_micro(num_classes: int, drop_path_rate: float = 0.0) -> WSOLModel:
     """A tiny ViT for the CPU (tests, synthetic recipes): 64 px inputs in 8 px patches, width
     64, 3 blocks of 4 heads; not a published architecture."""
     return ViTWSOL(
@@ -185,4 +189,5 @@ def vit_micro(num_classes: int) -> WSOLModel:
         embed_dim=64,
         depth=3,
         num_heads=4,
+        drop_path_rate=drop_path_rate,
     )
