@@ -113,3 +113,48 @@ def test_tscam_trains_and_evaluates(synth_root, tmp_path):
 
     context = json.loads((tmp_path / "eval" / "metrics.json").read_text())["context"]
     assert context["method"] == "tscam" and context["backbone"] == "vit_micro"
+
+
+def _tscam_lrs(lr: float, epochs: int, steps: list[int], gamma: float = 0.1) -> list[float]:
+    """vasgaowei/TS-CAM tools_cam/train_cam.py: for epoch in 1..NUM_EPOCHS,
+    adjust_learning_rate_normal (lib/core/engine.py) multiplies every group's lr by LR_FACTOR
+    when epoch % step == 0 for any step of LR_STEPS, before training that epoch."""
+    out = []
+    for epoch in range(1, epochs + 1):
+        if any(epoch % s == 0 for s in steps[::-1]):
+            lr *= gamma
+        out.append(lr)
+    return out
+
+
+@pytest.mark.parametrize(
+    "name,lr,epochs,steps,batch",
+    [
+        # configs/CUB/deit_tscam_small_patch16_224.yaml (LR_STEPS [30], 60 epochs, batch 128)
+        # with train_val_cub.sh's --lr 5e-5
+        ("cub_deit_small_tscam_paper", 5e-5, 60, [30], 128),
+        # configs/ILSVRC/deit_tscam_small_patch16_224.yaml (LR_STEPS [10, 12], 20 epochs,
+        # batch 256) with train_val_ilsvrc.sh's --lr 5e-4
+        ("imagenet_deit_small_tscam_paper", 5e-4, 20, [10, 12], 256),
+    ],
+)
+def test_the_tscam_recipes_train_as_the_official_code(name, lr, epochs, steps, batch):
+    from wsol.config import load_config
+    from wsol.train import build_optimizer, lr_factor
+
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    assert (cfg.model.name, cfg.method.method, cfg.epochs, cfg.batch_size) == (
+        "deit_small", "tscam", epochs, batch,
+    )  # fmt: skip
+    # timm 0.3.2 create_optimizer with the argparse defaults of lib/config/default.py:
+    # --opt adamw, --weight-decay 0.05, --drop-path 0.1; one rate for every parameter
+    assert (cfg.optim.optimizer, cfg.optim.weight_decay, cfg.optim.head_lr_mult) == (
+        "adamw", 0.05, 1.0,
+    )  # fmt: skip
+    assert cfg.model.drop_path_rate == 0.1
+    assert cfg.model.pretrained.endswith("deit_small_patch16_224-cd65a155.pth")  # deit.py's file
+    ours = [cfg.optim.lr * lr_factor(cfg, e) for e in range(cfg.epochs)]
+    assert ours == pytest.approx(_tscam_lrs(lr, epochs, steps))
+    model = create_method(MethodConfig("tscam")).adapt_model(create_model("vit_micro", 7))
+    rates = [g["lr"] for g in build_optimizer(model, cfg).param_groups]
+    assert rates == pytest.approx([lr] * len(rates))
