@@ -289,3 +289,145 @@ def test_fsl_loss_at_its_edges():
     fg = torch.ones(1, 3, 3, dtype=torch.uint8)
     expected = torch.nn.functional.softplus(torch.tensor(-2.0))
     assert foreground_loss(one, fg).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+# ----------------------------------------------------------------- parameters at their bounds
+@pytest.mark.parametrize(
+    "params,error",
+    [
+        ({"method": "has", "has_grid_size": 0}, None),  # 0: nothing hidden
+        ({"method": "has", "has_grid_size": -1}, "has_grid_size: must be >= 0"),
+        ({"method": "has", "has_drop_rate": 1.0}, None),
+        ({"method": "has", "has_drop_rate": 0.0}, None),
+        ({"method": "has", "has_drop_rate": 1.5}, "has_drop_rate: must be in [0, 1], not 1.5"),
+        ({"method": "has", "has_drop_rate": -0.1}, "has_drop_rate: must be in [0, 1]"),
+        ({"method": "spg", "spg_threshold_1h": 1.5}, "spg_threshold_1h: must be in [0, 1]"),
+        ({"method": "spg", "spg_threshold_1l": -0.5}, "spg_threshold_1l: must be in [0, 1]"),
+        ({"method": "spg", "spg_threshold_3h": 1.5}, "spg_threshold_3h: must be in [0, 1]"),
+        ({"method": "spg", "spg_threshold_2l": -0.5}, "spg_threshold_2l: must be in [0, 1]"),
+        ({"method": "fsl", "fsl_target": "boxes"}, None),
+        ({"method": "fsl", "fsl_target": "masks"}, None),
+        ({"method": "fsl", "fsl_target": "box"}, "fsl_target: must be auto, boxes or masks"),
+    ],
+)
+def test_method_parameters_at_their_bounds(params, error):
+    errors = MethodConfig(**params).check()
+    if error is None:
+        assert errors == []
+    else:
+        assert len(errors) == 1 and errors[0].startswith(error), errors
+
+
+def test_training_counts_top1_right_images():
+    from wsol.methods import Method, MixedBatch
+
+    logits = torch.tensor([[0.1, 2.0, 0.0], [3.0, 0.0, 1.0], [0.0, 0.0, 5.0], [1.0, 2.0, 0.0]])
+    targets = torch.tensor([1, 0, 1, 0])
+    batch = MixedBatch(torch.zeros(4, 3, 2, 2), targets, targets, 1.0)
+    assert int(Method(MethodConfig("base")).correct(logits, batch)) == 2
+
+
+def test_fsl_pixel_accuracy_upsamples_bilinearly_and_leaves_ignored_pixels_out():
+    from wsol.methods.fsl import pixel_accuracy
+
+    # a 2 x 2 logit map [-3, 1] per row, bilinear to 4 x 4 columns -3, -2, 0, 1 (align_corners
+    # false): foreground (> 0, that is p > 0.5) only in the last column; nearest would be 3 and
+    # 4; the 0 at column 2 is background (strictly above 0.5 counts)
+    logit_map = torch.tensor([[[[-3.0, 1.0], [-3.0, 1.0]]], [[[-3.0, 1.0], [-3.0, 1.0]]]])
+    first = torch.zeros(4, 4, dtype=torch.uint8)
+    first[:, 2:] = 1  # columns 2 and 3 foreground: column 2 wrong, the rest right: 3 / 4
+    second = torch.full((4, 4), IGNORE, dtype=torch.uint8)
+    second[0, 3] = 1  # one pixel kept, right: 1 / 1
+    got = pixel_accuracy(logit_map, torch.stack([first, second]))
+    assert float(got) == pytest.approx(0.75 + 1.0)
+    all_ignored = torch.full((1, 4, 4), IGNORE, dtype=torch.uint8)
+    assert float(pixel_accuracy(logit_map[:1], all_ignored)) == 0.0
+
+
+def test_fsl_loss_upsamples_bilinearly():
+    import torch.nn.functional as F
+
+    from wsol.methods.fsl import foreground_loss
+
+    logit_map = torch.tensor([[[[-3.0, 1.0], [2.0, -1.0]]]])
+    target = torch.zeros(1, 4, 4, dtype=torch.uint8)
+    target[:, :2, 2:] = 1
+    target[0, 3, 3] = IGNORE
+    up = F.interpolate(logit_map, size=(4, 4), mode="bilinear")[0, 0]
+    keep = target[0] != IGNORE
+    expected = F.binary_cross_entropy_with_logits(up[keep], target[0][keep].float())
+    torch.testing.assert_close(foreground_loss(logit_map, target), expected)
+
+
+def test_fsl_freezes_the_classifier_and_trains_its_head_at_the_head_rate():
+    from wsol.methods import MixedBatch, create_method
+    from wsol.models import create_model
+
+    method = create_method(MethodConfig("fsl"))
+    model = method.adapt_model(create_model("smallcnn", 3))
+    assert not any(p.requires_grad for p in model.classifier.parameters())
+    assert model.is_head_parameter("method_head.score.weight")
+    images, masks = torch.randn(2, 3, 32, 32), torch.zeros(2, 32, 32, dtype=torch.uint8)
+    batch = method.prepare_batch(images, masks, None)
+    assert batch.targets_b is masks and batch.lam == 1.0 and batch.images is images
+    foreground, loss = method.training_loss(model, MixedBatch(images, masks, masks, 1.0))
+    features = model.forward_features(images)
+    assert foreground.shape == (2, 1, *features.shape[-2:])  # a 1 x 1 conv keeps the grid
+    assert torch.isfinite(loss)
+
+
+def _split_without(kind: str):
+    from pathlib import Path
+
+    from wsol.data.records import DatasetSplit, ImageRecord
+
+    box = [(0.0, 0.0, 4.0, 4.0)]
+    records = [
+        ImageRecord("a.jpg", Path("a.jpg"), 0, (8, 8), boxes=box, mask_paths=[Path("a.png")]),
+        ImageRecord(
+            "b.jpg", Path("b.jpg"), 0, (8, 8),
+            boxes=[] if kind in ("boxes", "both") else box,
+            mask_paths=[] if kind in ("masks", "both") else [Path("b.png")],
+        ),
+    ]  # fmt: skip
+    return DatasetSplit("t", "val", records)
+
+
+@pytest.mark.parametrize(
+    "target,missing,message",
+    [
+        ("boxes", "boxes", "(method.fsl_target boxes), and image b.jpg has no box"),
+        ("masks", "masks", "(method.fsl_target masks), and image b.jpg has no mask"),
+        ("auto", "both", "(method.fsl_target auto), and image b.jpg has no box or mask"),
+        ("auto", "boxes", None),  # a mask suffices
+        ("auto", "masks", None),  # a box suffices
+        ("boxes", "masks", None),
+        ("masks", "boxes", None),
+    ],
+)
+def test_fsl_names_the_image_without_what_it_trains_on(target, missing, message):
+    from wsol.methods import create_method
+
+    method = create_method(MethodConfig("fsl", fsl_target=target))
+    split = _split_without(missing)
+    if message is None:
+        method.check_train_split(split)
+        return
+    with pytest.raises(ValueError) as err:
+        method.check_train_split(split)
+    assert str(err.value) == f"method fsl trains on the val split's localization {message}"
+
+
+@pytest.mark.parametrize("name", ["base", "fsl"])
+@pytest.mark.parametrize("decode", ["cpu", "device"])
+@pytest.mark.parametrize("skip", [True, False])
+def test_training_datasets_follow_the_data_section(name, decode, skip):
+    from wsol.config import DataConfig
+    from wsol.data.dataset import EncodedDataset
+    from wsol.methods import create_method
+
+    data = DataConfig(decode=decode, skip_bad_images=skip, resize_size=36, crop_size=32)
+    dataset = create_method(MethodConfig(name)).train_dataset(_split_without("none"), data)
+    assert dataset.skip_bad is skip
+    # only plain image batches can be decoded on the device; FSL's carry masks
+    assert isinstance(dataset, EncodedDataset) == (decode == "device" and name == "base")
