@@ -122,3 +122,106 @@ def test_torchvision_weights_map_onto_every_backbone_tensor(name, factory, monke
     assert {k for k in own if k.startswith("backbone.")} == set(loaded)
     for key, value in loaded.items():
         assert torch.equal(own[key], value), key
+
+
+def test_adl_sits_where_the_reference_puts_it():
+    from torch import nn
+
+    # wsolevaluation resnet.py _ADL_POSITION [[], [], [], [0], [0, 2]]: after block 0 of layer3
+    # and blocks 0 and 2 of layer4
+    r = create_model("resnet50", 3)
+    b = r.backbone
+    assert r.adl_sites() == [b.layer3[0], b.layer4[0], b.layer4[2]]
+    # vgg.py configs_dict['adl']: 'A' after pool3 and after the ReLUs of conv4_3 and conv5_3,
+    # torchvision's features[16] (a pool), [22] and [29] (ReLUs)
+    v = create_model("vgg16", 3)
+    sites = v.adl_sites()
+    assert sites == [v.backbone[16], v.backbone[22], v.backbone[29]]
+    assert [type(m) for m in sites] == [nn.MaxPool2d, nn.ReLU, nn.ReLU]
+    assert isinstance(v.backbone[21], nn.Conv2d) and isinstance(v.backbone[28], nn.Conv2d)
+    # inception.py InceptionAdl: after Mixed_5d, Mixed_6e and SPG_A3_2b (our neck[5]: its
+    # second 3 x 3 conv's ReLU)
+    i = create_model("inception_v3", 3)
+    assert i.adl_sites()[:2] == [i.backbone.Mixed_5d, i.backbone.Mixed_6e]
+    assert i.adl_sites()[2] is i.neck[5] and isinstance(i.neck[4], nn.BatchNorm2d) is False
+    # the default (the small CNN): after the backbone's last block
+    s = create_model("smallcnn", 3)
+    assert s.adl_sites() == [s.backbone[-1]]
+
+
+@pytest.mark.parametrize("method", ["acol", "spg"])
+@pytest.mark.parametrize("name", ["smallcnn", "resnet18", "vgg16", "inception_v3"])
+def test_method_heads_train_at_the_head_rate(name, method):
+    from wsol.config import load_config
+    from wsol.methods import MethodConfig, create_method
+    from wsol.train import build_optimizer
+
+    model = create_method(MethodConfig(method)).adapt_model(create_model(name, 3))
+    opt = build_optimizer(model, load_config(None, ["optim.lr=0.001", "optim.head_lr_mult=10"]))
+    rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    heads = [(n, p) for n, p in model.named_parameters() if n.startswith("method_head.")]
+    # wsolevaluation main.py groups by name: ResNet's 'layer4.' and 'fc.' at the head rate, so
+    # its ACoL / SPG branches (named otherwise) train at lr; every other backbone's new layers
+    # at the head rate
+    expected = 0.001 if name.startswith("resnet") else 0.01
+    assert heads and all(rates[id(p)] == pytest.approx(expected) for _, p in heads)
+    if name.startswith("resnet"):
+        layer4 = [p for n, p in model.named_parameters() if n.startswith("backbone.layer4.")]
+        assert all(rates[id(p)] == pytest.approx(0.01) for p in layer4)
+    if name == "vgg16":  # wsolevaluation: everything but features. at the head rate (conv6)
+        necks = [p for n, p in model.named_parameters() if n.startswith("neck.")]
+        assert all(rates[id(p)] == pytest.approx(0.01) for p in necks)
+
+
+def test_vgg_acol_and_spg_keep_the_large_feature_map():
+    from wsol.methods import MethodConfig, create_method
+
+    x = torch.randn(1, 3, 224, 224)
+    for method in ("acol", "spg"):
+        for large, side in ((False, 14), (True, 28)):
+            m = create_method(MethodConfig(method))
+            model = m.adapt_model(create_model("vgg16", 2, large_feature_map=large)).eval()
+            with torch.no_grad():
+                assert model.forward_features(x).shape[-1] == side, (method, large)
+
+
+def test_torchvision_weight_names_exist():
+    from torchvision import models as tvm
+
+    for name in ("resnet18", "resnet50", "vgg16", "inception_v3"):
+        enum, _, member = create_model(name, 2).torchvision_weights.partition(".")
+        assert getattr(tvm, enum)[member].url.startswith("https://")
+
+
+def test_weight_files_of_every_layout_load(tmp_path):
+    torch.manual_seed(3)
+    source = create_model("smallcnn", 4)
+    state = source.state_dict()
+    for i, data in enumerate([
+        {"model": state},
+        {"state_dict": state},
+        {f"module.{k}": v for k, v in state.items()},  # a DDP file
+        {"notes": "x", **state},  # a key no model has, first
+    ]):  # fmt: skip
+        torch.save(data, tmp_path / f"w{i}.pt")
+        model = create_model("smallcnn", 4, pretrained=tmp_path / f"w{i}.pt")
+        for key in source.backbone.state_dict():
+            torch.testing.assert_close(
+                model.backbone.state_dict()[key], source.backbone.state_dict()[key]
+            )
+    torch.save({"nothing": torch.zeros(1)}, tmp_path / "none.pt")
+    with pytest.raises(ValueError, match="no backbone weight in the state dict matches"):
+        create_model("smallcnn", 4, pretrained=tmp_path / "none.pt")
+    with pytest.raises(FileNotFoundError, match="pretrained weights .* does not exist"):
+        create_model("smallcnn", 4, pretrained=tmp_path / "missing.pt")
+
+
+def test_a_model_name_registers_once():
+    from wsol.models import model_builder, register_model
+
+    assert model_builder("smallcnn")(3).classifier.out_features == 3
+    with pytest.raises(ValueError, match="model smallcnn is registered twice"):
+
+        @register_model
+        def smallcnn(num_classes):  # noqa: F811
+            return None
