@@ -234,11 +234,11 @@ def test_ddp_evaluation_equals_single_process(trained_runs, tmp_path):
 
 
 def test_demo_recipe_matches_the_shipped_configs():
-    from wsol.demo import METHODS, demo_recipe
+    from wsol.demo import METHODS, demo_recipe, recipe_file
 
     root = Path(__file__).parent.parent / "configs"
     for method, params in METHODS.items():
-        cfg = yaml.safe_load((root / f"synth_smallcnn_{method}.yaml").read_text())
+        cfg = yaml.safe_load((root / recipe_file(method)).read_text())
         assert cfg["method"] == params
         for section, values in demo_recipe(method).items():
             if isinstance(values, dict):

@@ -62,10 +62,26 @@ METHODS = {
     "adl": {"method": "adl", "adl_drop_rate": 0.75, "adl_threshold": 0.9},
     # Choe et al.'s FSL baseline: trained on the 100 held-out val images only (their boxes)
     "fsl": {"method": "fsl", "fsl_target": "auto"},
+    # on the tiny ViT (configs/synth_vitmicro_{base,tscam}.yaml): plain CAM, TS-CAM's baseline
+    # (compare differences each method against base of its own backbone), and TS-CAM
+    "vit_base": {"method": "base"},
+    "tscam": {"method": "tscam"},
 }
+_VIT = {
+    "model": {"name": "vit_micro", "pretrained": None},
+    "optim": {"optimizer": "adamw", "lr": 0.001, "head_lr_mult": 1.0, "weight_decay": 0.05,
+              "scheduler": "cosine"},
+}  # fmt: skip
 #: where a method's recipe differs from DEMO_RECIPE (the FSL baseline's 100 training images
 #: make 4 steps an epoch: it trains 40 epochs, still seconds)
-RECIPE_CHANGES = {"fsl": {"epochs": 40}}
+RECIPE_CHANGES = {"fsl": {"epochs": 40}, "vit_base": _VIT, "tscam": _VIT}
+#: the shipped config each demo method's recipe equals (a test keeps them equal)
+RECIPE_FILES = {"vit_base": "synth_vitmicro_base.yaml", "tscam": "synth_vitmicro_tscam.yaml"}
+
+
+def recipe_file(method: str) -> str:
+    """The name of the shipped config in configs/ that the demo's ``method`` trains."""
+    return RECIPE_FILES.get(method, f"synth_smallcnn_{method}.yaml")
 DEFAULT_METHODS = ("base", "cutmix")
 
 
