@@ -431,3 +431,56 @@ def test_training_datasets_follow_the_data_section(name, decode, skip):
     assert dataset.skip_bad is skip
     # only plain image batches can be decoded on the device; FSL's carry masks
     assert isinstance(dataset, EncodedDataset) == (decode == "device" and name == "base")
+
+
+def test_has_grid_one_hides_single_pixels_and_grid_zero_returns_an_empty_mask():
+    images = torch.ones(2, 3, 6, 6)
+    hidden_images, hidden = hide_cells(images, 1, 0.5, _gen(3))
+    assert hidden.shape == (2, 6, 6) and hidden.any() and not hidden.all()
+    torch.testing.assert_close(hidden_images[:, 0] == 0, hidden)  # one cell = one pixel
+    same, none = hide_cells(images, 0, 0.5, _gen(3))
+    assert same is images and none.shape == (2, 0, 0) and none.dtype == torch.bool
+
+
+def test_label_smoothing_reaches_the_loss_of_every_mixing_method():
+    import torch.nn.functional as F
+
+    from wsol.methods import MixedBatch, create_method
+    from wsol.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("smallcnn", 3)
+    x, y, z = torch.randn(2, 3, 32, 32), torch.tensor([0, 2]), torch.tensor([1, 1])
+    for name in ("base", "cutmix"):
+        method = create_method(MethodConfig(name))
+        logits, loss = method.training_loss(model, MixedBatch(x, y, z, 0.25), 0.1)
+        expected = 0.25 * F.cross_entropy(logits, y, label_smoothing=0.1) + 0.75 * F.cross_entropy(
+            logits, z, label_smoothing=0.1
+        )
+        torch.testing.assert_close(loss, expected)
+
+
+def test_adl_layers_take_both_parameters_and_only_inception_loses_its_dropout():
+    from torch import nn
+
+    from wsol.methods import create_method
+    from wsol.models import create_model
+
+    method = create_method(MethodConfig("adl", adl_drop_rate=0.3, adl_threshold=0.6))
+    model = method.adapt_model(create_model("inception_v3", 3))
+    assert [(m.drop_rate, m.threshold) for m in model.adl_layers] == [(0.3, 0.6)] * 3
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert dropouts and all(m.p == 0.0 for m in dropouts)  # InceptionAdl has no head dropout
+    resnet = method.adapt_model(create_model("resnet18", 3))
+    vgg = method.adapt_model(create_model("vgg16", 3))
+    for other in (resnet, vgg):
+        assert all(m.p > 0 for m in other.modules() if isinstance(m, nn.Dropout))
+
+
+def test_cutmix_defaults_to_beta_one():
+    from wsol.methods import cutmix
+
+    images, targets = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    default = cutmix(images, targets, generator=_gen(9))
+    explicit = cutmix(images, targets, 1.0, generator=_gen(9))
+    assert default.lam == explicit.lam and torch.equal(default.images, explicit.images)
