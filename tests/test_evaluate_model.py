@@ -664,3 +664,49 @@ def test_overlapped_evaluation_equals_the_sequential_one(trained_runs):
     b = evaluate_model(model, split, Protocol(cam_curve_interval=0.01), overlap=False, **common)
     assert a["box"] == b["box"] and a["PxAP"] == b["PxAP"] and a["loc"] == b["loc"]
     assert a["per_image"] == b["per_image"]
+
+
+def test_the_sweep_overlaps_only_where_it_has_cores_of_its_own(monkeypatch):
+    # on an accelerator every core is the sweep's; on the CPU only those torch's threads leave
+    import torch
+
+    from wsol import evaluate
+
+    monkeypatch.setattr(evaluate, "_cpu_cores", lambda: 4)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert evaluate.sweep_cores(torch.device("cpu")) == 0
+    assert evaluate.sweep_cores(torch.device("cuda", 0)) == 4
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    assert evaluate.sweep_cores(torch.device("cpu")) == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert evaluate.sweep_cores(torch.device("cpu")) == 0
+
+
+def test_the_default_evaluation_picks_overlap_from_the_free_cores(trained_runs, monkeypatch):
+    import concurrent.futures
+
+    import torch
+
+    from wsol import evaluate
+    from wsol.config import config_from_dict
+    from wsol.data.splits import load_split
+    from wsol.metrics import Protocol
+    from wsol.runtime import load_checkpoint_model
+
+    _, runs = trained_runs
+    model, cfg, _ = load_checkpoint_model(runs["base"], torch.device("cpu"))
+    split = load_split(config_from_dict(cfg).data, "test")
+    made = []
+    real = concurrent.futures.ThreadPoolExecutor
+
+    def spy(*args, **kwargs):
+        made.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "ThreadPoolExecutor", spy)
+    common = dict(crop_size=32, batch_size=4, workers=0, progress=False)
+    for cores, overlaps in ((0, False), (1, True)):
+        made.clear()
+        monkeypatch.setattr(evaluate, "sweep_cores", lambda device, c=cores: c)
+        evaluate.evaluate_model(model, split, Protocol(cam_curve_interval=0.01), **common)
+        assert any(k.get("initargs") == (cores,) for k in made) == overlaps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -341,7 +342,7 @@ def evaluate_model(
     progress: bool = True,
     cam_reader=None,
     boxes_out: bool = False,
-    overlap: bool = True,
+    overlap: bool | None = None,
 ) -> dict:
     """Classify a split and evaluate its CAMs (of the GT class) in the same forward pass.
 
@@ -359,7 +360,10 @@ def evaluate_model(
         boxes_out: also return ``result["boxes"]``, the rows of boxes.csv (:func:`box_rows`:
             every image's boxes at the chosen threshold and at each IoU's best one).
         overlap: sweep each batch's boxes and masks in a worker thread while the next batch's
-            CAMs are extracted (the results are the same; False: one after the other).
+            CAMs are extracted (the results are the same; False: one after the other). None
+            (default): overlap where the sweep has cores of its own, that is when the model runs
+            on an accelerator or torch leaves CPU cores free (:func:`sweep_cores`); on a CPU
+            whose cores torch's threads all take, the two parts would only share the cores.
     """
     import torch
     from torch.utils.data import DataLoader, Subset
@@ -387,7 +391,14 @@ def evaluate_model(
     # the box / mask sweep of a batch runs in a worker thread while the next batch's CAMs are
     # extracted (the sweep's kernel releases the GIL): evaluation waits for the slower of the two,
     # not their sum; one worker keeps the batches in order
-    sweeper = ThreadPoolExecutor(max_workers=1) if evaluator is not None and overlap else None
+    cores = sweep_cores(device)
+    if overlap is None:
+        overlap = cores > 0
+    sweeper = None
+    if evaluator is not None and overlap:
+        sweeper = ThreadPoolExecutor(
+            max_workers=1, initializer=_limit_sweep_threads, initargs=(cores,)
+        )
     pending = None
     bar = tqdm(total=len(dataset), desc=f"evaluate {split.split}", unit="img", disable=not progress)
     for images, labels, indices in loader:
@@ -459,6 +470,35 @@ def evaluate_model(
             _gather_rows(rows), key=lambda r: (order[r["image_id"]], r["which"], r["box"])
         )
     return result
+
+
+def _cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def sweep_cores(device) -> int:
+    """The CPU cores the box sweep can have to itself while CAMs are extracted on ``device``.
+
+    On an accelerator: every core (the extraction runs on the device). On the CPU: the cores
+    torch's intra-op threads leave free (0 when they take them all, as by default).
+    """
+    import torch
+
+    cores = _cpu_cores()
+    if getattr(device, "type", str(device)) != "cpu":
+        return cores
+    return max(0, cores - torch.get_num_threads())
+
+
+def _limit_sweep_threads(cores: int) -> None:
+    # in the sweep's worker thread: numba's thread count is per calling thread
+    if cores > 0:
+        import numba
+
+        numba.set_num_threads(min(cores, numba.config.NUMBA_NUM_THREADS))
 
 
 def _gather_rows(rows: list[dict]) -> list[dict]:
