@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+
+def pytest_configure(config):
+    # under pytest-xdist (`pytest -n auto`, the README's command) the workers share the cores:
+    # one torch thread each, and one OpenMP thread in the processes the tests start, instead of
+    # every worker's threads contending for every core
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def write_image(path: Path, size: tuple[int, int], seed: int = 0) -> None:
