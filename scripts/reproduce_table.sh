@@ -7,19 +7,25 @@
 #     checkpoint evaluated; the FSL baseline row (method fsl, trained on train-fullsup) and the
 #     center-Gaussian baseline row of each test split;
 #  2. the CutMix paper's Table 9 as published: its CUB recipes (VGG16-GAP, ResNet-50), evaluated
-#     with --protocol cutmix2019 and with the fair metrics on the same models.
+#     with --protocol cutmix2019 and with the fair metrics on the same models;
+#  3. TS-CAM (ICCV 2021) as published: its DeiT-S recipes on CUB and ImageNet
+#     (configs/{cub,imagenet}_deit_small_tscam_paper.yaml), evaluated with its own protocol
+#     (--protocol tscam_cub / tscam_ilsvrc) and with the fair metrics on the same models.
 # Several seeds, then one table with `wsol compare` (a row per method and protocol) and ours next
-# to the reference's (scripts/vs_reference.py). A GPU job: 63 runs per seed plus the paper's 4.
+# to the reference's (scripts/vs_reference.py). A GPU job: 63 runs per seed plus the papers' 6.
 #
 #   scripts/reproduce_table.sh [--dry-run] [SEEDS] [GPUS]     e.g. scripts/reproduce_table.sh 3 8
 #
 # --dry-run prints every command it would run (one per line) and runs none.
 # Environment: CUB=data/CUB (images + CUBV2)  CUB_META=data/metadata/CUB  CUB_NATIVE=data/CUB_200_2011
 #              IMAGENET=data/ILSVRC  IMAGENET_META=data/metadata/ILSVRC
+#              IMAGENET_VAL_BOXES=data/ILSVRC/val_xml (TS-CAM's recipe reads the val boxes)
 #              OPENIMAGES=data/OpenImages  OPENIMAGES_MASKS=data/masks/OpenImages
 #              OPENIMAGES_META=data/metadata/OpenImages  RUNS=runs/table  OUT=results/table
 #              SKIP_CUB=1, SKIP_IMAGENET=1, SKIP_OPENIMAGES=1 (leave a data set out),
-#              SKIP_PAPER=1 (no CutMix-paper recipes), SKIP_FSL=1, SKIP_CENTER=1,
+#              SKIP_PAPER=1 (no CutMix-paper recipes), SKIP_TSCAM=1 (no TS-CAM recipes; they
+#              also need DeiT-S's ImageNet weights in weights/, as their headers say),
+#              SKIP_FSL=1, SKIP_CENTER=1,
 #              METHODS="base cutmix" (a subset of base has acol spg adl cutmix; fsl is SKIP_FSL's),
 #              ARCHS="resnet50" (a subset of vgg16 inception_v3 resnet50).
 # The recipes train in one process at batch 32, as the reference; with GPUS > 1 the global batch
@@ -38,6 +44,7 @@ CUB_META=${CUB_META:-data/metadata/CUB}
 CUB_NATIVE=${CUB_NATIVE:-data/CUB_200_2011}
 IMAGENET=${IMAGENET:-data/ILSVRC}
 IMAGENET_META=${IMAGENET_META:-data/metadata/ILSVRC}
+IMAGENET_VAL_BOXES=${IMAGENET_VAL_BOXES:-data/ILSVRC/val_xml}
 OPENIMAGES=${OPENIMAGES:-data/OpenImages}
 OPENIMAGES_MASKS=${OPENIMAGES_MASKS:-data/masks/OpenImages}
 OPENIMAGES_META=${OPENIMAGES_META:-data/metadata/OpenImages}
@@ -134,6 +141,21 @@ for seed in $(seq 0 $((SEEDS - 1))); do
         evaluate_one "$run_dir" wsolevaluation
       done
     done
+  fi
+  if [ -z "${SKIP_TSCAM:-}" ]; then
+    if [ -z "${SKIP_CUB:-}" ]; then
+      run_dir="$RUNS/cub_deit_small_tscam_paper_seed$seed"
+      train_one configs/cub_deit_small_tscam_paper.yaml "$run_dir" "$seed" data.root="$CUB_NATIVE"
+      evaluate_one "$run_dir" tscam_cub
+      evaluate_one "$run_dir" wsolevaluation
+    fi
+    if [ -z "${SKIP_IMAGENET:-}" ]; then
+      run_dir="$RUNS/imagenet_deit_small_tscam_paper_seed$seed"
+      train_one configs/imagenet_deit_small_tscam_paper.yaml "$run_dir" "$seed" \
+        data.root="$IMAGENET" data.annotations="$IMAGENET_VAL_BOXES"
+      evaluate_one "$run_dir" tscam_ilsvrc
+      evaluate_one "$run_dir" wsolevaluation
+    fi
   fi
 done
 run wsol compare "${EVALS[@]}" --out "$OUT"

@@ -195,6 +195,8 @@ def test_protocol_record_says_every_choice():
         "invalid_cams": "error",
         "name": "wsolevaluation",
         "headline": "MaxBoxAccV2",  # what its comparisons report
+        "precision": "float64",
+        "loc_convention": "wsolevaluation",
         "resize": "cv2.resize cubic, float64",
         "iou_convention": "+1 pixel (inclusive x1, y1)",
         "binarisation": "uint8 map > int(t * max), cv2.THRESH_BINARY",

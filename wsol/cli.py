@@ -215,10 +215,11 @@ def _protocol(args: argparse.Namespace):
     changes = dict(
         cam_curve_interval=args.cam_curve_interval,
         iou_thresholds=tuple(args.iou),
-        interpolation=args.interpolation,
         normalize=not args.no_normalize,
         invalid_cams=args.invalid_cams,
     )
+    if args.interpolation is not None:  # else the protocol's own (cubic; linear for tscam_*)
+        changes["interpolation"] = args.interpolation
     if PROTOCOLS[args.protocol].fixed_threshold is None:
         changes["multi_contour"] = args.multi_contour
     else:  # a protocol with its own threshold fixes the contour mode too
@@ -426,9 +427,11 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
         "--protocol",
         choices=tuple(PROTOCOLS),
         default="wsolevaluation",
-        help="wsolevaluation (Choe et al. 2020: threshold sweep, MaxBoxAccV2, PxAP) or "
+        help="wsolevaluation (Choe et al. 2020: threshold sweep, MaxBoxAccV2, PxAP); "
         "cutmix2019 (the CutMix paper's Table 9: CAM threshold 0.15, largest contour, "
-        "top-1 / GT-known loc; a model's results go to RUN/eval_<split>_cutmix2019)",
+        "top-1 / GT-known loc; a model's results go to RUN/eval_<split>_cutmix2019); "
+        "tscam_cub / tscam_ilsvrc (TS-CAM's own evaluation: linear float32 CAM resize, "
+        "CAM threshold 0.1 / 0.12, its boxes and IoU rule; docs/metrics.md)",
     )
     g.add_argument(
         "--cam-curve-interval",
@@ -451,8 +454,9 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--interpolation",
         choices=("cubic", "linear", "nearest", "area"),
-        default="cubic",
-        help="CAM resize to 224x224 (default cubic, as the reference inference.py)",
+        default=None,
+        help="CAM resize to 224x224 (default the protocol's: cubic, as the reference "
+        "inference.py; linear for tscam_*)",
     )
     g.add_argument(
         "--no-normalize", action="store_true", help="CAMs are already in [0, 1]: skip min-max"

@@ -233,13 +233,20 @@ def box_rows(
     each image's CAM was read for."""
     from PIL import Image
 
-    from .localize import box_to_image, boxes_from_scoremap, prepare_scoremaps
+    from .localize import box_to_image, boxes_from_scoremap, prepare_scoremaps, to_uint8, tscam_box
+    from .metrics import PRECISIONS
 
     rows = []
     names = list(thresholds)
     for ids, raw in store:
         maps = prepare_scoremaps(
-            raw, ids, protocol.eval_size, protocol.normalize, protocol.interpolation, "zero"
+            raw,
+            ids,
+            protocol.eval_size,
+            protocol.normalize,
+            protocol.interpolation,
+            "zero",
+            PRECISIONS[protocol.precision],
         )
         for image_id, scoremap in zip(ids, maps):
             record = records[image_id]
@@ -251,6 +258,8 @@ def box_rows(
                 scoremap, [thresholds[n] for n in names], protocol.multi_contour
             )
             for which, boxes in zip(names, sets):
+                if which == "chosen" and protocol.loc_convention == "tscam":
+                    boxes = [tscam_box(to_uint8(scoremap), thresholds[which])]  # as scored
                 for k, box in enumerate(boxes):
                     x0, y0, x1, y1 = (int(v) for v in box)
                     ox0, oy0, ox1, oy1 = box_to_image(box, protocol.eval_size, size)
@@ -525,6 +534,10 @@ def check_classes(ckpt: dict, split) -> None:
         )
 
 
+#: Protocol fields added after folder names were first hashed, with the value they had before
+_LATER_FIELDS = {"precision": "float64", "loc_convention": "wsolevaluation"}
+
+
 def eval_folder_name(
     split: str = "test",
     protocol: Protocol | None = None,
@@ -550,7 +563,12 @@ def eval_folder_name(
         parts.append(protocol.name)
     preset = PROTOCOLS.get(protocol.name)
     if preset is None or dataclasses.asdict(preset) != dataclasses.asdict(protocol):
-        text = json.dumps(dataclasses.asdict(protocol), sort_keys=True, default=str)
+        settings = {  # fields added later leave the names of older folders as they were
+            k: v
+            for k, v in dataclasses.asdict(protocol).items()
+            if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])
+        }
+        text = json.dumps(settings, sort_keys=True, default=str)
         parts.append("p" + hashlib.sha1(text.encode()).hexdigest()[:6])
     if cam_method != "cam":
         parts.append(cam_method)

@@ -24,6 +24,7 @@ from PIL import Image
 from .baselines import BASELINES
 from .data.dataset import to_rgb
 from .localize import EVAL_SIZE, boxes_from_scoremap, prepare_scoremaps, resize_boxes
+from .metrics import PRECISIONS
 from .rundir import cam_path, resolve_eval_dir
 
 SELECTIONS = ("best", "worst", "random", "class", "diff")
@@ -185,6 +186,7 @@ def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> di
         protocol.get("normalize", True),
         protocol.get("interpolation", "cubic"),
         protocol.get("invalid_cams", "error"),
+        PRECISIONS[protocol.get("precision", "float64")],
     )
     return dict(zip(ids, maps))
 

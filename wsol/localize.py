@@ -94,8 +94,10 @@ def resize_cams(
     cams: Sequence[np.ndarray] | np.ndarray,
     size: tuple[int, int] = EVAL_SIZE,
     interpolation: str = "cubic",
+    dtype=np.float64,
 ) -> np.ndarray:
-    """Resize CAMs to ``size`` = (width, height) with OpenCV in float64: (N, H, W) float64.
+    """Resize CAMs to ``size`` = (width, height) with OpenCV in ``dtype`` (float64 as the
+    reference, or float32 as TS-CAM's ``resize_cam`` on torch's maps): (N, H, W).
 
     CAMs already of that size are copied unchanged. CAMs of one shape are resized together as
     the channels of one image, which gives the same values as resizing each alone and saves a
@@ -103,13 +105,13 @@ def resize_cams(
     channels per call, 4.x 512).
     """
     w, h = size
-    out = np.empty((len(cams), h, w), dtype=np.float64)
+    out = np.empty((len(cams), h, w), dtype=dtype)
     flag = _INTERPOLATION[interpolation]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, cam in enumerate(cams):
         groups.setdefault(np.shape(cam), []).append(i)
     for shape, index in groups.items():
-        stack = np.stack([np.asarray(cams[i], dtype=np.float64) for i in index], axis=-1)
+        stack = np.stack([np.asarray(cams[i], dtype=dtype) for i in index], axis=-1)
         if shape == (h, w):
             out[index] = np.moveaxis(stack, -1, 0)
             continue
@@ -123,9 +125,11 @@ def resize_cams(
 
 
 def normalize_cams(cams: np.ndarray) -> np.ndarray:
-    """Per-image min-max normalisation to [0, 1] of (N, H, W) float64 CAMs, in place.
+    """Per-image min-max normalisation to [0, 1] of (N, H, W) float CAMs, in place.
 
-    Same arithmetic as the reference (``cam -= min; cam /= max``); constant CAMs become zeros.
+    Same arithmetic as the reference (``cam -= min; cam /= max``; TS-CAM's ``(cam - min) /
+    (max - min)`` gives the same values, as ``max(cam - min)`` is ``max - min`` rounded once);
+    constant CAMs become zeros.
     """
     lo = cams.min(axis=(1, 2), keepdims=True)
     hi = cams.max(axis=(1, 2), keepdims=True)
@@ -145,15 +149,16 @@ def prepare_scoremaps(
     normalize: bool = True,
     interpolation: str = "cubic",
     invalid: str = "error",
+    dtype=np.float64,
 ) -> np.ndarray:
-    """Check, resize and normalise raw CAMs into (N, H, W) float64 score maps in [0, 1]
-    (``invalid``: what a NaN / inf CAM does, see :func:`check_cams`).
+    """Check, resize and normalise raw CAMs into (N, H, W) score maps in [0, 1], float64 (or
+    ``dtype``) (``invalid``: what a NaN / inf CAM does, see :func:`check_cams`).
 
     With ``normalize=False`` the maps must already lie in [0, 1] (the reference's
     ``evaluation.py`` on saved score maps).
     """
     cams = check_cams(cams, image_ids, invalid)
-    maps = resize_cams(cams, size, interpolation)
+    maps = resize_cams(cams, size, interpolation, dtype)
     if normalize:
         return normalize_cams(maps)
     bad = (maps.min(axis=(1, 2)) < 0) | (maps.max(axis=(1, 2)) > 1)
@@ -220,6 +225,59 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     iou = inter / np.where(degenerate, 1, union)
     iou[degenerate] = 0.0
     return iou
+
+
+def tscam_gt_boxes(
+    boxes: np.ndarray, image_size: tuple[int, int], size: tuple[int, int] = EVAL_SIZE
+) -> np.ndarray:
+    """GT boxes as TS-CAM's test loader makes them (vasgaowei/TS-CAM lib/datasets/imagenet.py,
+    ``__getitem__``): ``x / W * w`` (divided first), x0 and y0 raised to 0, x1 and y1 lowered
+    to ``w - 1`` / ``h - 1``, then truncated to int; (G, 4) int64.
+
+    Its CUB loader (lib/datasets/cub.py) truncates the file's x, y, width and height first; for
+    integer-valued boxes, as all of CUB-200-2011's are, both give these.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = (int(v) for v in image_size)
+    nw, nh = (int(v) for v in size)
+    x0 = np.maximum(b[:, 0] / w * nw, 0)
+    y0 = np.maximum(b[:, 1] / h * nh, 0)
+    x1 = np.minimum(b[:, 2] / w * nw, nw - 1)
+    y1 = np.minimum(b[:, 3] / h * nh, nh - 1)
+    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+
+
+def tscam_box(quantised: np.ndarray, threshold: float) -> np.ndarray:
+    """The one box TS-CAM's ``get_bboxes`` (lib/cams_deit.py) finds in a (H, W) uint8 map
+    (``(cam * 255).astype(uint8)``): the pixels above ``int(threshold * max)`` (THRESH_TOZERO),
+    the largest contour of RETR_TREE, its ``boundingRect`` as ``[x, y, x + w, y + h]`` (not
+    capped at the image's last pixel, unlike wsolevaluation), and ``[0, 0, 1, 1]`` when no pixel
+    is left."""
+    _, kept = cv2.threshold(quantised, int(threshold * np.max(quantised)), 255, cv2.THRESH_TOZERO)
+    contours = cv2.findContours(kept, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+    if len(contours) == 0:
+        return np.array([0, 0, 1, 1], dtype=np.int64)
+    x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
+    return np.array([x, y, x + w, y + h], dtype=np.int64)
+
+
+def tscam_iou(box: np.ndarray, gt_boxes: np.ndarray) -> float:
+    """The best IoU of ``box`` with any GT box as TS-CAM's ``cal_iou`` (lib/cams_deit.py): +1
+    pixel areas, intersections below 0 as 0, and 0 when no GT box overlaps (the loop's start)."""
+    a = np.asarray(box, dtype=np.float64).reshape(1, 4)
+    b = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    iw = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1
+    ih = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
+    area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / (area_a + area_b - inter)
+    best = 0.0
+    for value in iou:  # the reference's loop: only a larger value replaces (never a NaN)
+        if value > best:
+            best = float(value)
+    return best
 
 
 def boxes_from_scoremap(

@@ -39,9 +39,15 @@ from .localize import (
     threshold_grid,
     threshold_ious_reference,
     to_uint8,
+    tscam_box,
+    tscam_gt_boxes,
+    tscam_iou,
 )
 
 CONTOUR_MODES = ("single", "multi")
+#: how the ``@fixed`` loc metrics score an image (see :class:`Protocol`)
+LOC_CONVENTIONS = ("wsolevaluation", "tscam")
+PRECISIONS = {"float64": np.float64, "float32": np.float32}
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,15 @@ class Protocol:
         headline: the metric the protocol's comparisons report (``wsol compare``'s sentences
             and ``differences.csv``): ``MaxBoxAccV2`` for wsolevaluation (PxAP where there are
             only masks), ``top1_loc@fixed`` for cutmix2019 (the paper's Table 9).
+        precision: the float type CAMs are resized and normalised in: ``float64`` as
+            wsolevaluation, ``float32`` as TS-CAM (its maps are torch's float32).
+        loc_convention: how the ``@fixed`` loc metrics score an image. ``wsolevaluation``: the
+            threshold sweep's box at the grid threshold nearest the fixed one, IoU >= 0.5 for
+            all three. ``tscam``: TS-CAM's ``evaluate_cls_loc`` (lib/cams_deit.py) at exactly
+            the fixed threshold: GT boxes as its loader clips and truncates them
+            (:func:`wsol.localize.tscam_gt_boxes`), its box (:func:`wsol.localize.tscam_box`),
+            GT-known at IoU >= 0.5 but top-1 and top-5 loc at IoU > 0.5, as its code compares.
+            The threshold sweep (MaxBoxAcc, MaxBoxAccV2) stays wsolevaluation's either way.
     """
 
     cam_curve_interval: float = 0.001
@@ -76,6 +91,8 @@ class Protocol:
     invalid_cams: str = "error"
     name: str = "wsolevaluation"
     headline: str = "MaxBoxAccV2"
+    precision: str = "float64"
+    loc_convention: str = "wsolevaluation"
 
     def __post_init__(self):
         object.__setattr__(self, "iou_thresholds", tuple(int(d) for d in self.iou_thresholds))
@@ -86,6 +103,17 @@ class Protocol:
             )
         if self.invalid_cams not in ("error", "zero"):
             raise ValueError(f"invalid_cams must be 'error' or 'zero', not {self.invalid_cams!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
+        if self.loc_convention not in LOC_CONVENTIONS:
+            raise ValueError(
+                f"loc_convention must be one of {', '.join(LOC_CONVENTIONS)}, "
+                f"not {self.loc_convention!r}"
+            )
+        if self.loc_convention == "tscam" and self.fixed_threshold is None:
+            raise ValueError("the tscam loc convention scores at a fixed threshold: give one")
         if any(not 0 < d <= 100 for d in self.iou_thresholds):
             raise ValueError(
                 f"IoU thresholds are percentages in (0, 100], not {self.iou_thresholds}"
@@ -105,10 +133,17 @@ class Protocol:
             del d["fixed_threshold"]
         d["iou_thresholds"] = list(self.iou_thresholds)
         d["eval_size"] = list(self.eval_size)
-        d["resize"] = f"cv2.resize {self.interpolation}, float64"
+        d["resize"] = f"cv2.resize {self.interpolation}, {self.precision}"
         d["iou_convention"] = "+1 pixel (inclusive x1, y1)"
         d["binarisation"] = "uint8 map > int(t * max), cv2.THRESH_BINARY"
         d["contours"] = "cv2.findContours RETR_TREE; box = boundingRect, x1/y1 capped at W-1/H-1"
+        if self.loc_convention == "tscam":
+            d["loc_fixed"] = (
+                "TS-CAM lib/cams_deit.py at the fixed threshold: GT x / W * 224 clipped to "
+                "[0, 223] and truncated; box [x, y, x + w, y + h] of the largest RETR_TREE "
+                "contour of uint8 map > int(t * max) (none: [0, 0, 1, 1]); GT-known IoU >= 0.5, "
+                "top-1 / top-5 IoU > 0.5"
+            )
         return d
 
 
@@ -119,11 +154,29 @@ class Protocol:
 #: * ``cutmix2019``: the CutMix paper's Table 9 protocol (Yun et al., ICCV 2019, Appendix B):
 #:   the min-max normalised CAM thresholded at 0.15 (of its maximum), the box around the
 #:   largest connected component (single contour), top-1 / GT-known loc at IoU 0.5.
+#: * ``tscam_cub`` / ``tscam_ilsvrc``: TS-CAM's own evaluation (Gao et al., ICCV 2021;
+#:   vasgaowei/TS-CAM tools_cam/test_cam.py with lib/cams_deit.py): the CAM resized linearly in
+#:   float32 to 224 x 224 and min-max normalised, thresholded at the paper configs' CAM_THR
+#:   (configs/CUB/*.yaml 0.1, configs/ILSVRC/*.yaml 0.12), scored by its ``evaluate_cls_loc``
+#:   (``loc_convention="tscam"``). Its images are resized to 224 x 224 without a crop, as
+#:   wsolevaluation's.
 PROTOCOLS: dict[str, Protocol] = {
     "wsolevaluation": Protocol(),
     "cutmix2019": Protocol(
         name="cutmix2019", multi_contour=False, fixed_threshold=0.15, headline="top1_loc@fixed"
     ),
+    **{
+        f"tscam_{dataset}": Protocol(
+            name=f"tscam_{dataset}",
+            multi_contour=False,
+            fixed_threshold=threshold,
+            headline="top1_loc@fixed",
+            interpolation="linear",
+            precision="float32",
+            loc_convention="tscam",
+        )
+        for dataset, threshold in (("cub", 0.1), ("ilsvrc", 0.12))
+    },
 }
 
 
@@ -201,6 +254,9 @@ class BoxAccumulator:
         self.count_with_class = 0
         self.class_top1 = 0
         self.class_top5 = 0
+        # images correct at the fixed threshold under the tscam loc convention: GT-known,
+        # top-1, top-5 (unused by the wsolevaluation one, whose @fixed reads the sweep)
+        self.fixed_correct = np.zeros(3, dtype=np.int64)
 
     def _gt_boxes(self, image_id: str) -> np.ndarray:
         try:
@@ -251,6 +307,13 @@ class BoxAccumulator:
                 self.correct_top5[mode] += (
                     hit & np.asarray(top5_correct, bool)[None, :, None]
                 ).sum(axis=1)
+        if self.protocol.loc_convention == "tscam":
+            curves["fixed"] = self._tscam_update(
+                quantised if quantised is not None else to_uint8(scoremaps),
+                image_ids,
+                top1_correct,
+                top5_correct,
+            )
         self.count += len(image_ids)
         if top1_correct is not None:
             self.count_with_class += len(image_ids)
@@ -258,12 +321,36 @@ class BoxAccumulator:
             self.class_top5 += int(np.sum(top5_correct)) if top5_correct is not None else 0
         return curves
 
+    def _tscam_update(self, quantised, image_ids, top1_correct, top5_correct) -> np.ndarray:
+        """Each image's IoU at the fixed threshold as TS-CAM scores it; counts the hits."""
+        p = self.protocol
+        ious = np.array(
+            [
+                tscam_iou(
+                    tscam_box(q, p.fixed_threshold),
+                    tscam_gt_boxes(self.gt[i].boxes, self.gt[i].size, p.eval_size),
+                )
+                for q, i in zip(quantised, image_ids)
+            ],
+            dtype=np.float64,
+        )
+        self.fixed_correct[0] += int((ious >= 0.5).sum())  # gt_known: `if iou >= 0.5`
+        above = ious > 0.5  # cls_loc_err: `max_iou > iou_th`
+        if top1_correct is not None:
+            self.fixed_correct[1] += int((above & np.asarray(top1_correct, bool)).sum())
+        if top5_correct is not None:
+            self.fixed_correct[2] += int((above & np.asarray(top5_correct, bool)).sum())
+        return ious
+
     # -- combining ---------------------------------------------------------------------------
     def _arrays(self) -> list[np.ndarray]:
         return [
-            d[m]
-            for d in (self.correct, self.correct_top1, self.correct_top5)
-            for m in CONTOUR_MODES
+            *(
+                d[m]
+                for d in (self.correct, self.correct_top1, self.correct_top5)
+                for m in CONTOUR_MODES
+            ),
+            self.fixed_correct,
         ]
 
     def _scalars(self) -> np.ndarray:
@@ -317,7 +404,20 @@ class BoxAccumulator:
         best = _best_index(gt_known)
         loc: dict = {"contour_mode": mode, "best_threshold": float(thresholds[best])}
         picks = {"best": best}
-        if fixed_threshold is not None:
+        tscam = p.loc_convention == "tscam"
+        if tscam and fixed_threshold is not None and fixed_threshold != p.fixed_threshold:
+            raise ValueError(
+                f"the {p.name} protocol scores at its own threshold {p.fixed_threshold:g}, "
+                f"not {fixed_threshold:g}"
+            )
+        if tscam:
+            loc["fixed_threshold"] = float(p.fixed_threshold)
+            loc["gt_known_loc@fixed"] = float(self.fixed_correct[0] * 100.0 / self.count)
+            if self.count_with_class:
+                n = float(self.count_with_class)
+                loc["top1_loc@fixed"] = float(self.fixed_correct[1] * 100.0 / n)
+                loc["top5_loc@fixed"] = float(self.fixed_correct[2] * 100.0 / n)
+        elif fixed_threshold is not None:
             picks["fixed"] = int(np.argmin(np.abs(thresholds - fixed_threshold)))
             loc["fixed_threshold"] = float(thresholds[picks["fixed"]])
         for name, index in picks.items():
@@ -479,12 +579,15 @@ class PerImageRecorder:
         self.top1: list = []
         self.top5: list = []
         self.pred: list = []
+        self.fixed: list = []  # each image's IoU at the fixed threshold (tscam loc convention)
 
     def update(
         self, image_ids, curves, top1_correct=None, top5_correct=None, predictions=None
     ) -> None:
         n = len(image_ids)
         self.ids.extend(image_ids)
+        if "fixed" in curves:
+            self.fixed.extend(float(v) for v in curves["fixed"])
         for mode in CONTOUR_MODES:
             self.curves[mode].seek(0, 2)
             self.curves[mode].write(np.ascontiguousarray(curves[mode], dtype=np.float32).tobytes())
@@ -538,11 +641,16 @@ class PerImageRecorder:
                 "MaxBoxAccV2_score": float(v2[k]),
                 "threshold": float(grid[best]),
             }
-            if fixed is not None:
+            if self.fixed:  # the tscam loc convention: its own IoU, top-1 loc at IoU > 0.5
+                row["iou_fixed"] = self.fixed[n]
+            elif fixed is not None:
                 row["iou_fixed"] = float(curves[mode][k, fixed])
             if self.top1[n] is not None:
                 row["top1_correct"] = int(bool(self.top1[n]))
                 row["top5_correct"] = int(bool(self.top5[n]))
+                if "iou_fixed" in row:  # top-1 loc at the fixed threshold, by its protocol
+                    hit = row["iou_fixed"] > 0.5 if self.fixed else row["iou_fixed"] >= 0.5
+                    row["top1_loc_fixed_correct"] = int(hit and bool(self.top1[n]))
             if self.pred[n] is not None:
                 row["prediction"] = int(self.pred[n])
             yield row
@@ -588,7 +696,13 @@ class LocalizationEvaluator:
         """Add raw CAMs of any size; returns the prepared (N, H, W) score maps."""
         p = self.protocol
         scoremaps = prepare_scoremaps(
-            cams, image_ids, p.eval_size, p.normalize, p.interpolation, p.invalid_cams
+            cams,
+            image_ids,
+            p.eval_size,
+            p.normalize,
+            p.interpolation,
+            p.invalid_cams,
+            PRECISIONS[p.precision],
         )
         if self.boxes is not None:
             curves = self.boxes.update(scoremaps, image_ids, top1_correct, top5_correct)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .config import RUN_ONLY_KEYS, flatten
 from .methods.base import method_title
+from .metrics import PROTOCOLS
 from .results import metrics_table
 from .rundir import resolve_eval_dir
 from .runtime import check_output_folder, publish_folder, stage_folder
@@ -154,17 +155,22 @@ def read_metrics(path: Path) -> dict:
 
 #: per_image.csv's columns that must be numbers
 _NUMERIC = ("iou", "gt_known_correct", "MaxBoxAcc_correct", "MaxBoxAccV2_score", "threshold",
-            "iou_fixed", "top1_correct", "top5_correct")  # fmt: skip
+            "iou_fixed", "top1_correct", "top5_correct", "top1_loc_fixed_correct")  # fmt: skip
 
 
 #: the protocol settings that make results comparable (the name is a column of its own)
 PROTOCOL_SETTINGS = ("cam_curve_interval", "iou_thresholds", "multi_contour", "eval_size",
-                     "interpolation", "normalize", "fixed_threshold", "invalid_cams")  # fmt: skip
+                     "interpolation", "normalize", "fixed_threshold", "invalid_cams",
+                     "precision", "loc_convention")  # fmt: skip
+
+
+#: settings that results written before they existed leave out (they had these values)
+_SETTING_DEFAULTS = {"precision": "float64", "loc_convention": "wsolevaluation"}
 
 
 def _protocol_settings(metrics: dict) -> dict:
     protocol = metrics.get("protocol", {})
-    return {k: protocol.get(k) for k in PROTOCOL_SETTINGS}
+    return {k: protocol.get(k, _SETTING_DEFAULTS.get(k)) for k in PROTOCOL_SETTINGS}
 
 
 def _protocol_difference(a: dict | None, b: dict | None) -> str:
@@ -460,8 +466,8 @@ def _comparison_notes(loaded, contexts) -> list[str]:
     return notes
 
 
-#: the headline metric of each protocol's comparisons when a result does not say (older ones)
-PROTOCOL_HEADLINE = {"wsolevaluation": "MaxBoxAccV2", "cutmix2019": "top1_loc@fixed"}
+#: the headline metric of each named protocol's comparisons (wsol.metrics.PROTOCOLS)
+PROTOCOL_HEADLINE = {name: p.headline for name, p in PROTOCOLS.items()}
 #: what a run's training schedule is made of: differenced rows that differ in it are flagged
 SCHEDULE_KEYS = ("epochs", "max_steps_per_epoch", "batch_size", "optim.scheduler", "optim.lr_step")
 
@@ -472,8 +478,10 @@ def _per_image_score(frame, metric: str):
         return frame["MaxBoxAccV2_score"]
     if metric == "MaxBoxAcc" and "MaxBoxAcc_correct" in frame:
         return frame["MaxBoxAcc_correct"] * 100.0
+    if metric == "top1_loc@fixed" and "top1_loc_fixed_correct" in frame:
+        return frame["top1_loc_fixed_correct"] * 100.0  # by its protocol's own rule
     if metric == "top1_loc@fixed" and {"iou_fixed", "top1_correct"} <= set(frame.columns):
-        return ((frame["iou_fixed"] >= 0.5) & (frame["top1_correct"] == 1)) * 100.0
+        return ((frame["iou_fixed"] >= 0.5) & (frame["top1_correct"] == 1)) * 100.0  # older
     return None
 
 
