@@ -322,9 +322,9 @@ def test_training_counts_top1_right_images():
     from wsol.methods import Method, MixedBatch
 
     logits = torch.tensor([[0.1, 2.0, 0.0], [3.0, 0.0, 1.0], [0.0, 0.0, 5.0], [1.0, 2.0, 0.0]])
-    targets = torch.tensor([1, 0, 1, 0])
+    targets = torch.tensor([1, 0, 2, 0])  # argmax 1, 0, 2, 1: three right, one wrong
     batch = MixedBatch(torch.zeros(4, 3, 2, 2), targets, targets, 1.0)
-    assert int(Method(MethodConfig("base")).correct(logits, batch)) == 2
+    assert int(Method(MethodConfig("base")).correct(logits, batch)) == 3
 
 
 def test_fsl_pixel_accuracy_upsamples_bilinearly_and_leaves_ignored_pixels_out():
@@ -484,3 +484,100 @@ def test_cutmix_defaults_to_beta_one():
     default = cutmix(images, targets, generator=_gen(9))
     explicit = cutmix(images, targets, 1.0, generator=_gen(9))
     assert default.lam == explicit.lam and torch.equal(default.images, explicit.images)
+
+
+def test_label_smoothing_reaches_acol_and_spg_losses():
+    # wsolevaluation's ACoL / SPG losses are cross-entropies of the class logits (acol.py,
+    # spg.py): a smoothing given to training must reach each of them
+    from wsol.methods import MixedBatch, create_method
+    from wsol.models import create_model
+
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])
+    for name in ("acol", "spg"):
+        torch.manual_seed(0)
+        method = create_method(MethodConfig(name))
+        model = method.adapt_model(create_model("smallcnn", 3))
+        batch = MixedBatch(x, y, y, 1.0)
+        _, plain = method.training_loss(model, batch, 0.0)
+        _, smoothed = method.training_loss(model, batch, 0.3)
+        assert not torch.allclose(plain, smoothed), name
+
+
+def test_default_arguments_are_the_references():
+    # ADL's defaults: wsolevaluation config.py --adl_drop_rate 0.75, --adl_threshold 0.9;
+    # losses without a smoothing are plain cross-entropies
+    import torch.nn.functional as F
+
+    from wsol.methods import Method, MixedBatch
+
+    layer = ADL()
+    assert (layer.drop_rate, layer.threshold) == (0.75, 0.9)
+    logits, y = torch.randn(3, 4), torch.tensor([0, 3, 1])
+    batch = MixedBatch(torch.zeros(3, 3, 2, 2), y, y, 1.0)
+    torch.testing.assert_close(
+        Method(MethodConfig("base")).loss(logits, batch), F.cross_entropy(logits, y)
+    )
+
+
+def test_adl_keeps_the_dropout_of_a_model_that_does_not_drop_it():
+    from torch import nn
+
+    from wsol.methods import create_method
+
+    class Plain(nn.Module):  # no adl_without_dropout attribute: its dropout stays
+        def __init__(self):
+            super().__init__()
+            self.drop = nn.Dropout(0.5)
+
+        def adl_sites(self):
+            return []
+
+    model = create_method(MethodConfig("adl")).adapt_model(Plain())
+    assert isinstance(model.drop, nn.Dropout)
+
+
+def test_method_config_takes_its_name_and_parameters_and_joins_its_errors():
+    cfg = MethodConfig("has", has_grid_size=3, has_drop_rate=0.25)
+    assert (cfg.method, cfg.has_grid_size, cfg.has_drop_rate) == ("has", 3, 0.25)
+    assert MethodConfig(method="acol", acol_threshold=0.4).acol_threshold == 0.4
+    assert MethodConfig("base").method == "base"
+    with pytest.raises(TypeError, match="go by name"):
+        MethodConfig("has", 3)
+    with pytest.raises(ValueError) as err:
+        MethodConfig("has", nope=1, other=2)
+    text = str(err.value)
+    assert "; " in text and not text.startswith("method: "), text
+    assert MethodConfig("acol", acol_threshold=2.0).check() == [
+        "acol_threshold: must be in [0, 1], not 2.0"
+    ]
+
+
+def test_spg_counts_only_pixels_strictly_above_high_before_its_fallback():
+    # spg.py get_mask: the foreground count is of pixels > high; 40 pixels exactly at high do
+    # not count, so the 30-pixel fallback (> 0.7 * max) makes them foreground
+    guide = torch.zeros(1, 1, 10, 10)
+    guide.view(-1)[:40] = 0.5
+    mask = guidance_mask(guide, 0.5, 0.01)
+    assert int((mask == 1).sum()) == 40
+
+
+def test_spg_bce_over_no_pixel_is_zero_on_the_graph():
+    logits = torch.randn(1, 1, 4, 4, requires_grad=True)
+    # a zero guide with low 0: no pixel above 0.7 * max (0), none below 0: all ignored
+    loss = guided_bce(logits, torch.zeros(1, 1, 4, 4), 0.5, 0.0)
+    assert float(loss.detach()) == 0.0 and loss.requires_grad
+
+
+def test_tscam_head_trains_at_the_head_rate():
+    # TS-CAM trains every parameter at one rate (head_lr_mult 1 in its recipes); with another
+    # multiplier its new conv head is a head, like every method head
+    from wsol.config import load_config
+    from wsol.methods import create_method
+    from wsol.models import create_model
+    from wsol.train import build_optimizer
+
+    model = create_method(MethodConfig("tscam")).adapt_model(create_model("vit_micro", 3))
+    opt = build_optimizer(model, load_config(None, ["optim.lr=0.001", "optim.head_lr_mult=10"]))
+    rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    heads = [p for n, p in model.named_parameters() if n.startswith("method_head.")]
+    assert heads and all(rates[id(p)] == pytest.approx(0.01) for p in heads)
