@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing of the core definitions (wsol/localize.py, _threshold_sweep.py, metrics.py, methods/,
-# cam.py) with mutmut; the modules and the tests it runs are set in pyproject.toml
-# [tool.mutmut]. Not part of CI: the whole run took 40 minutes (2,384 s) on 2 busy cores.
+# models/, cam.py) with mutmut; the modules and the tests it runs are set in pyproject.toml
+# [tool.mutmut]. Not part of CI: the protocol's run took 40 minutes on 2 busy cores, methods/ and
+# models/ more than 105 minutes.
 # docs/testing.md records the last score and the equivalent mutants.
 #
 #   scripts/mutation.sh                  # every mutant

@@ -581,3 +581,17 @@ def test_tscam_head_trains_at_the_head_rate():
     rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     heads = [p for n, p in model.named_parameters() if n.startswith("method_head.")]
     assert heads and all(rates[id(p)] == pytest.approx(0.01) for p in heads)
+
+
+def test_an_unknown_key_names_the_methods_own_parameters():
+    from wsol.methods.base import method_section
+
+    with pytest.raises(ValueError) as err:
+        MethodConfig("has", nope=1)
+    assert str(err.value) == (
+        "nope: unknown key for method has (its parameters: has_grid_size, has_drop_rate)"
+    )
+    with pytest.raises(ValueError, match=r"unknown key for method base \(its parameters: none\)"):
+        MethodConfig("base", nope=1)
+    target, kept, errors = method_section({})  # no method named: plain CAM training
+    assert target is MethodConfig and errors == [] and kept.get("method", "base") == "base"
