@@ -238,6 +238,7 @@ def box_rows(
 
     rows = []
     names = list(thresholds)
+    tscam = protocol.loc_convention == "tscam"
     for ids, raw in store:
         maps = prepare_scoremaps(
             raw,
@@ -254,12 +255,14 @@ def box_rows(
             if size is None:
                 with Image.open(record.path) as im:
                     size = im.size
-            sets = boxes_from_scoremap(
-                scoremap, [thresholds[n] for n in names], protocol.multi_contour
-            )
-            for which, boxes in zip(names, sets):
-                if which == "chosen" and protocol.loc_convention == "tscam":
-                    boxes = [tscam_box(to_uint8(scoremap), thresholds[which])]  # as scored
+            swept = [n for n in names if not (n == "chosen" and tscam)]
+            sets = dict(zip(swept, boxes_from_scoremap(
+                scoremap, [thresholds[n] for n in swept], protocol.multi_contour
+            )))  # fmt: skip
+            if tscam and "chosen" in names:  # the box the tscam convention scored
+                sets["chosen"] = [tscam_box(to_uint8(scoremap), thresholds["chosen"])]
+            for which in names:
+                boxes = sets[which]
                 for k, box in enumerate(boxes):
                     x0, y0, x1, y1 = (int(v) for v in box)
                     ox0, oy0, ox1, oy1 = box_to_image(box, protocol.eval_size, size)
@@ -534,10 +537,6 @@ def check_classes(ckpt: dict, split) -> None:
         )
 
 
-#: Protocol fields added after folder names were first hashed, with the value they had before
-_LATER_FIELDS = {"precision": "float64", "loc_convention": "wsolevaluation"}
-
-
 def eval_folder_name(
     split: str = "test",
     protocol: Protocol | None = None,
@@ -555,7 +554,7 @@ def eval_folder_name(
     import dataclasses
     import hashlib
 
-    from .metrics import PROTOCOLS
+    from .metrics import ADDED_PROTOCOL_FIELDS, PROTOCOLS
 
     protocol = protocol or Protocol()
     parts = [f"eval_{split}"]
@@ -566,7 +565,7 @@ def eval_folder_name(
         settings = {  # fields added later leave the names of older folders as they were
             k: v
             for k, v in dataclasses.asdict(protocol).items()
-            if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])
+            if not (k in ADDED_PROTOCOL_FIELDS and v == ADDED_PROTOCOL_FIELDS[k])
         }
         text = json.dumps(settings, sort_keys=True, default=str)
         parts.append("p" + hashlib.sha1(text.encode()).hexdigest()[:6])

@@ -48,6 +48,9 @@ CONTOUR_MODES = ("single", "multi")
 #: how the ``@fixed`` loc metrics score an image (see :class:`Protocol`)
 LOC_CONVENTIONS = ("wsolevaluation", "tscam")
 PRECISIONS = {"float64": np.float64, "float32": np.float32}
+#: Protocol fields added after results and folder names first recorded protocols, with the
+#: value every earlier result had (reports and folder names read a missing one as this)
+ADDED_PROTOCOL_FIELDS = {"precision": "float64", "loc_convention": "wsolevaluation"}
 
 
 @dataclass(frozen=True)
@@ -649,7 +652,8 @@ class PerImageRecorder:
                 row["top1_correct"] = int(bool(self.top1[n]))
                 row["top5_correct"] = int(bool(self.top5[n]))
                 if "iou_fixed" in row:  # top-1 loc at the fixed threshold, by its protocol
-                    hit = row["iou_fixed"] > 0.5 if self.fixed else row["iou_fixed"] >= 0.5
+                    tscam = self.protocol.loc_convention == "tscam"
+                    hit = row["iou_fixed"] > 0.5 if tscam else row["iou_fixed"] >= 0.5
                     row["top1_loc_fixed_correct"] = int(hit and bool(self.top1[n]))
             if self.pred[n] is not None:
                 row["prediction"] = int(self.pred[n])

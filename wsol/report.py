@@ -10,7 +10,7 @@ import numpy as np
 
 from .config import RUN_ONLY_KEYS, flatten
 from .methods.base import method_title
-from .metrics import PROTOCOLS
+from .metrics import ADDED_PROTOCOL_FIELDS, PROTOCOLS
 from .results import metrics_table
 from .rundir import resolve_eval_dir
 from .runtime import check_output_folder, publish_folder, stage_folder
@@ -164,13 +164,9 @@ PROTOCOL_SETTINGS = ("cam_curve_interval", "iou_thresholds", "multi_contour", "e
                      "precision", "loc_convention")  # fmt: skip
 
 
-#: settings that results written before they existed leave out (they had these values)
-_SETTING_DEFAULTS = {"precision": "float64", "loc_convention": "wsolevaluation"}
-
-
 def _protocol_settings(metrics: dict) -> dict:
     protocol = metrics.get("protocol", {})
-    return {k: protocol.get(k, _SETTING_DEFAULTS.get(k)) for k in PROTOCOL_SETTINGS}
+    return {k: protocol.get(k, ADDED_PROTOCOL_FIELDS.get(k)) for k in PROTOCOL_SETTINGS}
 
 
 def _protocol_difference(a: dict | None, b: dict | None) -> str:
