@@ -503,6 +503,27 @@ def test_label_smoothing_reaches_acol_and_spg_losses():
         assert not torch.allclose(plain, smoothed), name
 
 
+def test_acol_loss_is_both_branches_cross_entropies_at_the_given_smoothing():
+    # wsolevaluation main.py (acol): loss = CE(logits) + CE(logits_b), both against the image's
+    # label; each branch takes the run's label smoothing, so the sum equals that formula
+    import torch.nn.functional as F
+
+    from wsol.methods import MixedBatch
+    from wsol.models import create_model
+
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])
+    torch.manual_seed(0)
+    method = create_method(MethodConfig("acol"))
+    model = method.adapt_model(create_model("smallcnn", 3)).eval()
+    out = model(x, y)
+    for ls in (0.0, 0.3):
+        expected = F.cross_entropy(out["logits"], y, label_smoothing=ls) + F.cross_entropy(
+            out["logits_b"], y, label_smoothing=ls
+        )
+        _, loss = method.training_loss(model, MixedBatch(x, y, y, 1.0), ls)
+        torch.testing.assert_close(loss, expected)
+
+
 def test_default_arguments_are_the_references():
     # ADL's defaults: wsolevaluation config.py --adl_drop_rate 0.75, --adl_threshold 0.9;
     # losses without a smoothing are plain cross-entropies
@@ -533,7 +554,12 @@ def test_adl_keeps_the_dropout_of_a_model_that_does_not_drop_it():
             return []
 
     model = create_method(MethodConfig("adl")).adapt_model(Plain())
-    assert isinstance(model.drop, nn.Dropout)
+    assert model.drop.p == 0.5  # only a model that says adl_without_dropout loses it
+
+    class Inception(Plain):
+        adl_without_dropout = True
+
+    assert create_method(MethodConfig("adl")).adapt_model(Inception()).drop.p == 0.0
 
 
 def test_method_config_takes_its_name_and_parameters_and_joins_its_errors():
@@ -545,8 +571,13 @@ def test_method_config_takes_its_name_and_parameters_and_joins_its_errors():
         MethodConfig("has", 3)
     with pytest.raises(ValueError) as err:
         MethodConfig("has", nope=1, other=2)
-    text = str(err.value)
-    assert "; " in text and not text.startswith("method: "), text
+    assert str(err.value) == (
+        "nope: unknown key for method has (its parameters: has_grid_size, has_drop_rate); "
+        "other: unknown key for method has (its parameters: has_grid_size, has_drop_rate)"
+    )
+    with pytest.raises(ValueError) as err:  # the section's "method: " is not the caller's
+        MethodConfig("nope")
+    assert str(err.value).startswith("unknown method 'nope': "), str(err.value)
     assert MethodConfig("acol", acol_threshold=2.0).check() == [
         "acol_threshold: must be in [0, 1], not 2.0"
     ]
@@ -595,3 +626,49 @@ def test_an_unknown_key_names_the_methods_own_parameters():
         MethodConfig("base", nope=1)
     target, kept, errors = method_section({})  # no method named: plain CAM training
     assert target is MethodConfig and errors == [] and kept.get("method", "base") == "base"
+
+
+def test_a_method_parameters_class_takes_its_name_positionally_and_refuses_another():
+    from wsol.methods.has import HaSParams
+
+    assert HaSParams("has", has_grid_size=3).has_grid_size == 3
+    with pytest.raises(ValueError, match="method acol's parameters are ACoLParams, not HaSParams"):
+        HaSParams("acol")
+
+
+def test_a_legacy_key_at_its_default_does_not_hide_the_keys_after_it():
+    # an earlier version's flat section lists every method's keys; one at its old default is
+    # dropped and reading goes on to the next key
+    from wsol.methods.base import method_section
+
+    target, kept, errors = method_section(
+        {"method": "has", "cutmix_beta": 1.0, "has_grid_size": 3, "nope": 1}
+    )
+    assert target.__name__ == "HaSParams" and kept == {"method": "has", "has_grid_size": 3}
+    assert errors and errors[0].startswith("nope: unknown key")
+
+
+def test_cutmix_a_one_pixel_cut_at_the_left_and_top_edge_is_empty():
+    # CutMix-PyTorch train.py rand_bbox: bbx2 = np.clip(cx + cut_w // 2, 0, W); at cx = 0 a cut
+    # one pixel wide (cut_w // 2 = 0) gives bbx1 = bbx2 = 0, an empty box (likewise for y)
+    seen = 0
+    for seed in range(200):
+        gen = _gen(seed)
+        cx, cy = int(torch.randint(2, (), generator=gen)), int(torch.randint(2, (), generator=gen))
+        if (cx, cy) != (0, 0):
+            continue
+        assert rand_box(2, 2, 0.5, _gen(seed)) == (0, 0, 0, 0)  # int(2 * sqrt(0.5)) = 1
+        seen += 1
+    assert seen > 0
+
+
+def test_has_at_a_drop_rate_of_zero_hides_nothing_even_on_a_draw_of_zero(monkeypatch):
+    # the reference hides a cell when random.random() <= drop_rate; at a rate of 0 a draw of
+    # exactly 0.0 would hide it. Ours hides nothing at 0 (has.py, documented there): a run at
+    # rate 0 is plain training. Every draw is forced to 0.0 here.
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.zeros(*shape))
+    images = torch.ones(2, 3, 8, 8)
+    out, hidden = hide_cells(images, 4, 0.0)
+    assert not hidden.any() and torch.equal(out, images)
+    _, hidden = hide_cells(images, 4, 0.5)  # a positive rate hides the cells drawn at 0
+    assert hidden.all()
