@@ -775,9 +775,12 @@ def _add_evaluate(sub) -> None:
     m.add_argument(
         "--cam-method",
         default="cam",
-        choices=("cam", "gradcam", "gradcampp", "layercam", "scorecam"),
-        help="how CAMs are read (default cam, as the training method reads them; the others "
-        "via pytorch-grad-cam; scorecam is slow, see docs/metrics.md)",
+        type=_cam_method,
+        metavar="METHOD[@LAYER]",
+        help="how CAMs are read: cam (default, as the training method reads them); gradcam, "
+        "gradcampp, layercam, scorecam (pytorch-grad-cam; scorecam is slow); bagcams (Zhu et al. "
+        "2022, post hoc on any checkpoint). @LAYER reads a layer of the model instead of its "
+        "feature map, e.g. bagcams@backbone.layer3 (see docs/metrics.md)",
     )
     m.add_argument(
         "--save-cams",
@@ -1004,6 +1007,16 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+
+def _cam_method(text: str) -> str:
+    from .cam import split_cam_method
+
+    try:
+        split_cam_method(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
