@@ -11,6 +11,8 @@
 #  3. TS-CAM (ICCV 2021) as published: its DeiT-S recipes on CUB and ImageNet
 #     (configs/{cub,imagenet}_deit_small_tscam_paper.yaml), evaluated with its own protocol
 #     (--protocol tscam_cub / tscam_ilsvrc) and with the fair metrics on the same models.
+#   - SAT's own recipes (configs/{cub,imagenet}_deit_small_sat_paper.yaml), with the fair
+#     metrics (SKIP_SAT=1 leaves them out).
 # Several seeds, then one table with `wsol compare` (a row per method and protocol) and ours next
 # to the reference's (scripts/vs_reference.py). A GPU job: 63 runs per seed plus the papers' 6.
 #
@@ -154,6 +156,19 @@ for seed in $(seq 0 $((SEEDS - 1))); do
       train_one configs/imagenet_deit_small_tscam_paper.yaml "$run_dir" "$seed" \
         data.root="$IMAGENET" data.annotations="$IMAGENET_VAL_BOXES"
       evaluate_one "$run_dir" tscam_ilsvrc
+      evaluate_one "$run_dir" wsolevaluation
+    fi
+  fi
+  if [ -z "${SKIP_SAT:-}" ]; then  # SAT's own recipes; its own protocol is not a preset
+    if [ -z "${SKIP_CUB:-}" ]; then
+      run_dir="$RUNS/cub_deit_small_sat_paper_seed$seed"
+      train_one configs/cub_deit_small_sat_paper.yaml "$run_dir" "$seed" data.root="$CUB_NATIVE"
+      evaluate_one "$run_dir" wsolevaluation
+    fi
+    if [ -z "${SKIP_IMAGENET:-}" ]; then
+      run_dir="$RUNS/imagenet_deit_small_sat_paper_seed$seed"
+      train_one configs/imagenet_deit_small_sat_paper.yaml "$run_dir" "$seed" \
+        data.root="$IMAGENET" data.annotations="$IMAGENET_VAL_BOXES"
       evaluate_one "$run_dir" wsolevaluation
     fi
   fi

@@ -70,7 +70,7 @@ def test_every_method_s_model_gives_bagcams():
 
     for name, backbone, size in [("base", "smallcnn", 32), ("acol", "smallcnn", 32),
                                  ("spg", "smallcnn", 32), ("adl", "smallcnn", 32),
-                                 ("tscam", "vit_micro", 64)]:  # fmt: skip
+                                 ("tscam", "vit_micro", 64), ("sat", "vit_micro", 64)]:  # fmt: skip
         torch.manual_seed(0)
         method = create_method(MethodConfig(name))
         model = method.adapt_model(create_model(backbone, 3))

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 def test_the_registry_lists_every_method_and_builds_it_from_its_config():
     assert list_methods() == [
-        "acol", "adl", "base", "cutmix", "cutout", "fsl", "has", "mixup", "spg", "tscam"
+        "acol", "adl", "base", "cutmix", "cutout", "fsl", "has", "mixup", "sat", "spg", "tscam"
     ]  # fmt: skip
     for name in list_methods():
         method = create_method(MethodConfig(name))

@@ -1,6 +1,6 @@
 """scripts/reproduce_table.sh runs the whole table: every method of wsolevaluation's main table
 on every backbone and data set, the FSL and center baselines, and the CutMix and TS-CAM papers'
-recipes, each under its own protocol and the fair one."""
+recipes, each under its own protocol and the fair one, and SAT's recipes under the fair one."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ ARCHS = ("vgg16", "inception_v3", "resnet50")
 METHODS = ("base", "has", "acol", "spg", "adl", "cutmix", "fsl")
 PAPER = {
     f"configs/cub_{a}_{m}_paper.yaml" for a in ("vgg16", "resnet50") for m in ("base", "cutmix")
-} | {f"configs/{d}_deit_small_tscam_paper.yaml" for d in ("cub", "imagenet")}
+} | {f"configs/{d}_deit_small_{m}_paper.yaml" for d in ("cub", "imagenet") for m in ("tscam", "sat")}
 
 
 def _grid() -> set[str]:
@@ -29,7 +29,7 @@ def test_the_dry_run_lists_every_cell_and_runs_nothing(tmp_path):
         capture_output=True, text=True,
     ).stdout.splitlines()  # fmt: skip
     trains = [line.split()[2] for line in out if line.startswith("wsol train ")]
-    assert set(trains) == _grid() | PAPER and len(trains) == 63 + 6
+    assert set(trains) == _grid() | PAPER and len(trains) == 63 + 8
     assert all((ROOT / t).is_file() for t in trains)
     centers = [line for line in out if "--baseline center" in line]
     assert len(centers) == 3 and any("--masks" in c for c in centers)  # OpenImages: PxAP
@@ -38,7 +38,8 @@ def test_the_dry_run_lists_every_cell_and_runs_nothing(tmp_path):
     out = subprocess.run(
         ["bash", str(SCRIPT), "--dry-run", "1", "8"], cwd=ROOT,
         env={**env, "SKIP_IMAGENET": "1", "SKIP_OPENIMAGES": "1", "SKIP_PAPER": "1",
-             "METHODS": "cutmix", "ARCHS": "resnet50", "SKIP_FSL": "1", "SKIP_TSCAM": "1"},
+             "METHODS": "cutmix", "ARCHS": "resnet50", "SKIP_FSL": "1", "SKIP_TSCAM": "1",
+             "SKIP_SAT": "1"},
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     assert "torchrun --nproc_per_node=8 -m wsol.cli train configs/cub_resnet50_cutmix.yaml" in out
@@ -59,17 +60,20 @@ def test_the_script_trains_and_evaluates_the_whole_grid(tmp_path):
     subprocess.run(["bash", str(SCRIPT), "1", "1"], cwd=ROOT, env=env, check=True)
     calls = log.read_text().splitlines()
     trains = [c.split()[1] for c in calls if c.startswith("train ")]
-    assert set(trains) == _grid() | PAPER and len(trains) == 63 + 6
+    assert set(trains) == _grid() | PAPER and len(trains) == 63 + 8
     baselines = [c for c in calls if "--baseline center" in c]
     assert len(baselines) == 3  # CUB, ImageNet and OpenImages test splits
     evals = [c for c in calls if c.startswith("evaluate ") and "--baseline" not in c]
-    assert len(evals) == 63 + 12  # the grid, and the papers' recipes under both protocols
+    # the grid, CutMix's and TS-CAM's recipes under both protocols, SAT's under the fair one
+    assert len(evals) == 63 + 12 + 2
     tscam = [c for c in evals if "deit_small_tscam" in c]
     assert sorted(c.split("--protocol ")[1].split()[0] for c in tscam) == [
         "tscam_cub", "tscam_ilsvrc", "wsolevaluation", "wsolevaluation"
     ]
+    sat = [c for c in evals if "deit_small_sat" in c]
+    assert [c.split("--protocol ")[1].split()[0] for c in sat] == ["wsolevaluation"] * 2
     compare = [c for c in calls if c.startswith("compare ")]
-    assert len(compare) == 1 and compare[0].count("eval_test") == 75
+    assert len(compare) == 1 and compare[0].count("eval_test") == 77
     assert all(b.split("--out ")[1].split()[0] in compare[0] for b in baselines)
     openimages = [c for c in calls if c.startswith("train configs/openimages_")]
     assert all("data.masks=" in c for c in openimages)

@@ -62,10 +62,11 @@ METHODS = {
     "adl": {"method": "adl", "adl_drop_rate": 0.75, "adl_threshold": 0.9},
     # Choe et al.'s FSL baseline: trained on the 100 held-out val images only (their boxes)
     "fsl": {"method": "fsl", "fsl_target": "auto"},
-    # on the tiny ViT (configs/synth_vitmicro_{base,tscam}.yaml): plain CAM, TS-CAM's baseline
-    # (compare differences each method against base of its own backbone), and TS-CAM
+    # on the tiny ViT (configs/synth_vitmicro_{base,tscam,sat}.yaml): plain CAM, the baseline of
+    # TS-CAM and SAT (compare differences each method against base of its own backbone)
     "vit_base": {"method": "base"},
     "tscam": {"method": "tscam"},
+    "sat": {"method": "sat", "sat_area_thr": 0.25, "sat_blocks": 3},
 }
 _VIT = {
     "model": {"name": "vit_micro", "pretrained": None},
@@ -74,9 +75,13 @@ _VIT = {
 }  # fmt: skip
 #: where a method's recipe differs from DEMO_RECIPE (the FSL baseline's 100 training images
 #: make 4 steps an epoch: it trains 40 epochs, still seconds)
-RECIPE_CHANGES = {"fsl": {"epochs": 40}, "vit_base": _VIT, "tscam": _VIT}
+RECIPE_CHANGES = {"fsl": {"epochs": 40}, "vit_base": _VIT, "tscam": _VIT, "sat": _VIT}
 #: the shipped config each demo method's recipe equals (a test keeps them equal)
-RECIPE_FILES = {"vit_base": "synth_vitmicro_base.yaml", "tscam": "synth_vitmicro_tscam.yaml"}
+RECIPE_FILES = {
+    "vit_base": "synth_vitmicro_base.yaml",
+    "tscam": "synth_vitmicro_tscam.yaml",
+    "sat": "synth_vitmicro_sat.yaml",
+}
 
 
 def recipe_file(method: str) -> str:

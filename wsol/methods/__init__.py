@@ -2,14 +2,14 @@
 ``cutout``, ``has`` (Hide-and-Seek), ``acol`` (adversarial complementary learning), ``spg``
 (self-produced guidance), ``adl`` (attention-based dropout), and ``fsl``, Choe et al.'s few-shot
 learning baseline (a foreground predictor trained on the fully supervised val split), and
-``tscam`` (TS-CAM, on vision transformers). Each is a :class:`Method` with
+``tscam`` (TS-CAM) and ``sat`` (the spatial-aware token), on vision transformers. Each is a :class:`Method` with
 hooks (model, batch, loss, CAM reading) that training and evaluation call; none of them names a
 method.
 
 Example:
     >>> from wsol.methods import MethodConfig, create_method, list_methods
     >>> list_methods()
-    ['acol', 'adl', 'base', 'cutmix', 'cutout', 'fsl', 'has', 'mixup', 'spg', 'tscam']
+    ['acol', 'adl', 'base', 'cutmix', 'cutout', 'fsl', 'has', 'mixup', 'sat', 'spg', 'tscam']
     >>> method = create_method(MethodConfig("cutmix", cutmix_beta=1.0))
 """
 
@@ -31,6 +31,7 @@ from .cutout import Cutout, cutout
 from .fsl import FSL, ForegroundHead, foreground_loss
 from .has import HaS, hide_cells
 from .mixup import Mixup, mixup
+from .sat import SAT, SATHead, batch_area_loss, gaussian_kernel, normalization_loss
 from .spg import SPG, SpgHead, guidance_mask, guided_bce, spg_loss
 from .tscam import TSCAM, TSCAMHead
 
@@ -39,8 +40,13 @@ __all__ = [
     "AcolHead",
     "SPG",
     "SpgHead",
+    "SAT",
+    "SATHead",
     "TSCAM",
     "TSCAMHead",
+    "batch_area_loss",
+    "gaussian_kernel",
+    "normalization_loss",
     "erase",
     "guidance_mask",
     "guided_bce",

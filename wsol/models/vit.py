@@ -48,6 +48,8 @@ class ViTWSOL(WSOLModel):
         self.keep_class_attention = False
         self._class_attention: list[torch.Tensor] | None = None
         self._last_class_attention: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: tokens a method appends after the patches (SAT's spatial-aware token): not patches
+        self.suffix_tokens = 0
         self.neck = nn.Identity()
         self.classifier = nn.Linear(self.backbone.embed_dim, num_classes)
         init_classifier(self.classifier)
@@ -70,13 +72,13 @@ class ViTWSOL(WSOLModel):
             tokens = self.backbone.forward_features(x)  # (B, prefix + h * w, C), final norm
         finally:
             collected, self._class_attention = self._class_attention, None
-        patches = tokens[:, self.backbone.num_prefix_tokens :]
+        prefix, end = self.backbone.num_prefix_tokens, tokens.shape[1] - self.suffix_tokens
+        patches = tokens[:, prefix:end]
         b, _, c = patches.shape
         h, w = x.shape[-2] // p, x.shape[-1] // p
         features = patches.transpose(1, 2).reshape(b, c, h, w)
         if keep:
-            prefix = self.backbone.num_prefix_tokens
-            summed = torch.stack(collected).sum(0)[:, prefix:].reshape(b, h, w)
+            summed = torch.stack(collected).sum(0)[:, prefix:end].reshape(b, h, w)
             self._last_class_attention = (features, summed)
         return features
 

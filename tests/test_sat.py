@@ -1,0 +1,164 @@
+"""SAT (Wu et al., ICCV 2023) pinned against wpy1999/SAT's own model: fixtures made by
+scripts/make_sat_fixtures.py, which runs the official ``Model/SAT.py`` on shared name-seeded
+weights (the official code is not needed here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsol.methods import (
+    MethodConfig,
+    MixedBatch,
+    batch_area_loss,
+    create_method,
+    gaussian_kernel,
+    normalization_loss,
+)
+from wsol.models import create_model
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location(
+    "make_sat_fixtures", ROOT / "scripts" / "make_sat_fixtures.py"
+)
+fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fixtures)
+EXPECTED = np.load(ROOT / "tests" / "fixtures" / "methods" / "sat.npz")
+
+
+def test_matches_the_official_model():
+    method, model = fixtures.our_model()
+    x, y = fixtures.fixed_input()
+    with torch.no_grad():
+        logits, features = model.forward_with_features(x)
+        maps = method.cams(model, features, y)
+        _, loss = method.training_loss(model, MixedBatch(x, y, y, 1.0))
+    torch.testing.assert_close(logits, torch.from_numpy(EXPECTED["logits"]), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(maps, torch.from_numpy(EXPECTED["maps"]), rtol=1e-4, atol=1e-6)
+    # train.py: CE + |ba_loss.mean(0) - area_thr| + norm_loss.mean(0)
+    torch.testing.assert_close(loss, torch.from_numpy(EXPECTED["loss"]), rtol=1e-5, atol=1e-6)
+    assert 0.05 < float(maps.std())  # the fixture's maps are not flat
+
+
+def test_the_kernel_and_both_constraints_are_the_official_ones():
+    # SAT.py get_kernel(kernlen=3, nsig=6), stored by the official model as its `weight`
+    torch.testing.assert_close(gaussian_kernel(), torch.from_numpy(EXPECTED["kernel"]))
+    maps = torch.from_numpy(EXPECTED["maps"])
+    # phase='train' returns per image mean(mask) and mean((1 - g * mask) * (g * mask))
+    ba, norm = torch.from_numpy(EXPECTED["batch_area"]), torch.from_numpy(EXPECTED["norm"])
+    torch.testing.assert_close(batch_area_loss(maps, 0.25), (ba.mean() - 0.25).abs())
+    torch.testing.assert_close(normalization_loss(maps, gaussian_kernel()), norm.mean())
+    # the area loss is of the batch's mean, not the mean of each image's distance
+    two = torch.stack([torch.zeros(4, 4), torch.full((4, 4), 0.5)])
+    assert float(batch_area_loss(two, 0.25)) == 0.0
+
+
+def test_only_the_last_blocks_are_spatial_aware():
+    # SAT.py Attention: the mask multiplies the attention only where cur_depth >= 9 (the last 3
+    # of 12); earlier blocks are timm's attention
+    from timm.models.vision_transformer import Attention
+
+    method = create_method(MethodConfig("sat", sat_blocks=1))
+    model = method.adapt_model(create_model("vit_micro", 3)).eval()
+    x = torch.randn(2, 1 + 64 + 1, 64)
+    with torch.no_grad():
+        for index, block in enumerate(model.backbone.blocks):
+            same = torch.allclose(block.attn(x), Attention.forward(block.attn, x), atol=1e-6)
+            assert same == (index < 2), index
+        features = model.forward_features(torch.randn(2, 3, 64, 64))
+        assert len(model.method_head._masks) == 1
+    assert method.cams(model, features, torch.tensor([0, 1])).shape == (2, 8, 8)
+
+
+def test_the_deit_small_model_has_the_official_size():
+    # timm's deit_small without its head (21,665,664), the 3 x 3 conv to 200 classes (691,400),
+    # the spatial-aware token and its position embedding (2 x 384): deit_sat_small_patch16_224
+    model = create_method(MethodConfig("sat")).adapt_model(create_model("deit_small", 200))
+    assert sum(p.numel() for p in model.parameters()) == 22_357_832
+
+
+@pytest.mark.parametrize(
+    "params,error",
+    [
+        ({"sat_area_thr": 1.5}, "sat_area_thr: must be in [0, 1], not 1.5"),
+        ({"sat_blocks": 0}, "sat_blocks: must be at least 1, not 0"),
+    ],
+)
+def test_parameters_out_of_range_are_refused(params, error):
+    assert MethodConfig("sat", **params).check() == [error]
+
+
+def test_a_cnn_and_too_many_blocks_are_refused_with_a_sentence():
+    with pytest.raises(ValueError, match="SAT adds a token to a vision transformer"):
+        create_method(MethodConfig("sat")).adapt_model(create_model("smallcnn", 3))
+    with pytest.raises(ValueError, match="sat_blocks 4 is more than the model's 3 blocks"):
+        create_method(MethodConfig("sat", sat_blocks=4)).adapt_model(create_model("vit_micro", 3))
+
+
+def test_every_parameter_learns_and_the_map_needs_its_own_forward_pass():
+    method, model = fixtures.our_model()
+    model.train()
+    x, y = fixtures.fixed_input()
+    logits, loss = method.training_loss(model, MixedBatch(x, y, y, 1.0))
+    assert float(loss.detach()) > float(F.cross_entropy(logits.detach(), y))  # constraints added
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises(RuntimeError, match="no SAT maps recorded"):
+        method.cams(model, torch.zeros(2, 32, 7, 7), y)
+
+
+def test_sat_trains_and_evaluates(synth_root, tmp_path):
+    from conftest import cpu_run
+
+    from wsol.config import load_config
+    from wsol.evaluate import evaluate_checkpoint
+    from wsol.train import train
+
+    overrides = cpu_run(synth_root, **{
+        "model.name": "vit_micro", "data.resize_size": 72, "data.crop_size": 64,
+        "method.method": "sat", "optim.lr": 0.001, "tensorboard": "false",
+    })  # fmt: skip
+    row = train(load_config(None, overrides), tmp_path / "run", progress=False, echo=False)
+    assert np.isfinite(row["train_loss"])
+    metrics = evaluate_checkpoint(tmp_path / "run", tmp_path / "eval", progress=False, echo=False)
+    assert 0 <= metrics["MaxBoxAccV2"] <= 100
+    context = json.loads((tmp_path / "eval" / "metrics.json").read_text())["context"]
+    assert context["method"] == "sat" and context["backbone"] == "vit_micro"
+
+
+@pytest.mark.parametrize(
+    "name,lr,epochs,batch,area",
+    [
+        # train.py's defaults: --lr 1e-4, --epochs 30, --batch_size 256, --area_thr 0.25
+        ("cub_deit_small_sat_paper", 1e-4, 30, 256, 0.25),
+        # train_ImageNet.py's: --lr 1.5e-5, --batch_size 512, --area_thr 0.35, one epoch (its
+        # loop breaks after the first)
+        ("imagenet_deit_small_sat_paper", 1.5e-5, 1, 512, 0.35),
+    ],
+)
+def test_the_sat_recipes_train_as_the_official_code(name, lr, epochs, batch, area):
+    from wsol.config import load_config
+    from wsol.train import build_optimizer, lr_factor
+
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    assert (cfg.model.name, cfg.method.method, cfg.epochs, cfg.batch_size) == (
+        "deit_small", "sat", epochs, batch,
+    )  # fmt: skip
+    assert (cfg.method.sat_area_thr, cfg.method.sat_blocks) == (area, 3)
+    # create_optimizerv2 with --opt adamw, --weight_decay 0.05; --drop_path 0.1
+    assert (cfg.optim.optimizer, cfg.optim.weight_decay, cfg.optim.head_lr_mult) == (
+        "adamw", 0.05, 1.0,
+    )  # fmt: skip
+    assert cfg.model.drop_path_rate == 0.1
+    assert cfg.model.pretrained.endswith("deit_small_patch16_224-cd65a155.pth")
+    # the cosine schedule train.py computes is never applied: the rate is constant
+    assert [cfg.optim.lr * lr_factor(cfg, e) for e in range(cfg.epochs)] == [lr] * epochs
+    model = create_method(MethodConfig("sat")).adapt_model(create_model("vit_micro", 7))
+    rates = [g["lr"] for g in build_optimizer(model, cfg).param_groups]
+    assert rates == pytest.approx([lr] * len(rates))
