@@ -178,7 +178,7 @@ def test_mix_batch_applies_each_method():
     assert never.targets_a is targets and never.targets_b is targets
     with pytest.raises(
         ValueError,
-        match="unknown method .cutpaste.: acol, adl, base, cutmix, cutout, fsl, has, mixup, spg or tscam",
+        match="unknown method .cutpaste.: acol, adl, base, cutmix, cutout, fsl, has, mixup, sat, spg or tscam",
     ):
         MixingConfig(method="cutpaste")
 

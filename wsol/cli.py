@@ -998,8 +998,8 @@ def _add_demo(sub) -> None:
         "--methods",
         default="base,cutmix",
         help="comma-separated methods to train: base, cutmix, has, acol, spg, adl, fsl (the FSL "
-        "baseline, trained on the val split only) on the small CNN, vit_base and tscam on a tiny "
-        "ViT (default base,cutmix; base is always trained; every difference is to the plain CAM "
+        "baseline, trained on the val split only) on the small CNN, vit_base, tscam and sat on a "
+        "tiny ViT (default base,cutmix; base is always trained; every difference is to the plain CAM "
         "of the same backbone)",
     )
     p.add_argument(
