@@ -1,0 +1,93 @@
+"""The models where the mutation run of wsol/models/ found them loose (docs/testing.md): the
+small CNN's architecture, VGG's ReLU after its new conv, InceptionV3's large feature map, the
+weight files' key renaming, and the ViT's patch-size check and its attention record."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from wsol.models import create_model
+
+
+def test_the_small_cnn_is_six_3x3_convs_with_batch_norm_and_two_stride_2_stages():
+    # ours (no reference): conv 3 x 3, padding 1, no bias (a BatchNorm follows), ReLU; strides
+    # 1, 2, 1, 2, 1, 1 and widths 32, 32, 64, 64, 128, 128: a 32 px input gives an 8 x 8 map
+    model = create_model("smallcnn", 3)
+    convs = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.kernel_size, c.padding, c.bias) for c in convs] == [((3, 3), (1, 1), None)] * 6
+    assert [c.stride[0] for c in convs] == [1, 2, 1, 2, 1, 1]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128]
+    for stage in model.backbone:
+        assert [type(m) for m in stage] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    assert model.forward_features(torch.randn(1, 3, 32, 32)).shape == (1, 128, 8, 8)
+
+
+def test_vgg_s_new_conv_is_followed_by_a_relu():
+    # wsolevaluation vgg.py VggCam: conv6 (512 -> 1024, 3 x 3, padding 1) + ReLU before the GAP
+    model = create_model("vgg16", 3).eval()
+    conv, relu = model.neck
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.padding) == (
+        512, 1024, (3, 3), (1, 1),
+    )  # fmt: skip
+    assert isinstance(relu, nn.ReLU)
+    with torch.no_grad():
+        assert float(model.forward_features(torch.randn(1, 3, 64, 64)).min()) >= 0
+
+
+def test_inception_s_large_feature_map_doubles_the_map():
+    # wsolevaluation inception.py: large_feature_map leaves Mixed_6a's stride at 1
+    x = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        small = create_model("inception_v3", 3).eval().forward_features(x)
+        large = create_model("inception_v3", 3, large_feature_map=True).eval().forward_features(x)
+    assert large.shape[-1] > small.shape[-1]
+
+
+@pytest.mark.parametrize(
+    "name,kept,dropped",
+    [
+        ("resnet18", {"layer1.0.conv1.weight": "backbone.layer1.0.conv1.weight"}, ["fc.weight"]),
+        ("vgg16", {"features.0.weight": "backbone.0.weight"}, ["classifier.0.weight"]),
+        ("inception_v3", {"Conv2d_1a_3x3.conv.weight": "backbone.Conv2d_1a_3x3.conv.weight"},
+         ["fc.weight", "AuxLogits.fc.weight"]),
+        ("vit_micro", {"blocks.0.attn.qkv.weight": "backbone.blocks.0.attn.qkv.weight"},
+         ["head.weight", "head_dist.bias"]),
+    ],
+)  # fmt: skip
+def test_weight_files_keep_the_backbone_and_drop_the_imagenet_classifier(name, kept, dropped):
+    rename = create_model(name, 3).rename_torchvision_key
+    assert {k: rename(k) for k in kept} == kept
+    assert [rename(k) for k in dropped] == [None] * len(dropped)
+
+
+def test_the_base_rename_prefixes_backbone_and_a_file_of_no_match_is_refused():
+    from wsol.models.wsol_model import WSOLModel, load_backbone_weights
+
+    assert WSOLModel.rename_torchvision_key("conv.weight") == "backbone.conv.weight"
+    model = create_model("smallcnn", 3)
+    with pytest.raises(
+        ValueError, match="^no backbone weight in the state dict matches this model$"
+    ):
+        load_backbone_weights(model, {"x.weight": torch.zeros(1)}, lambda k: k)
+
+
+@pytest.mark.parametrize("size", [(64, 60), (60, 64)])
+def test_the_vit_names_both_sides_of_an_input_that_is_not_whole_patches(size):
+    model = create_model("vit_micro", 3)
+    h, w = size
+    with pytest.raises(ValueError, match=f"an input of {h} x {w} px is not a whole number"):
+        model.forward_features(torch.randn(1, 3, h, w))
+
+
+def test_the_class_attention_is_refused_before_any_forward_pass():
+    model = create_model("vit_micro", 3)
+    with pytest.raises(RuntimeError, match="^no class-token attention recorded"):
+        model.class_token_attention(torch.zeros(1, 64, 8, 8))
+
+
+def test_a_vit_s_download_hint_names_both_places_of_its_weights():
+    hint = create_model("deit_small", 3).download_hint()
+    assert hint.startswith("download deit_small_patch16_224's ImageNet weights (")
+    assert " or the Hugging Face hub's " in hint and "timm/deit_small_patch16_224" in hint
