@@ -91,3 +91,23 @@ def test_a_vit_s_download_hint_names_both_places_of_its_weights():
     hint = create_model("deit_small", 3).download_hint()
     assert hint.startswith("download deit_small_patch16_224's ImageNet weights (")
     assert " or the Hugging Face hub's " in hint and "timm/deit_small_patch16_224" in hint
+
+
+def test_the_default_spg_sites_are_the_third_and_second_last_backbone_modules():
+    # WSOLModel.prepare_spg's rule (the small CNN's six stages: B1 after stage 3, B2 after 4)
+    model = create_model("smallcnn", 3)
+    layout = model.prepare_spg()
+    assert layout.b1 == (model.backbone[3], "output") and layout.b2 == (model.backbone[4], "output")
+    assert (layout.b1_channels, layout.b2_channels) == (64, 128)
+
+
+def test_vgg_s_acol_neck_trains_at_the_head_rate():
+    # wsolevaluation vgg.py VggAcol: conv6 is new, in the head's parameter group
+    model = create_model("vgg16", 3)
+    layout = model.prepare_acol()
+    assert layout.head_prefixes == ("neck.", "method_head.")
+
+
+def test_a_cnn_asked_for_its_class_token_names_itself():
+    with pytest.raises(ValueError, match="^SmallCNN has no class token"):
+        create_model("smallcnn", 3).enable_class_attention()
