@@ -111,6 +111,10 @@ def test_a_layer_other_than_the_feature_map():
         ValueError, match=r"no layer 'backbone.9'; its layers: backbone, backbone.0"
     ):
         extract(model, x, y, "bagcams@backbone.9")
+    # a transformer block gives tokens, not a map: a sentence, not a shape error inside
+    vit = create_model("vit_micro", 3)
+    with pytest.raises(ValueError, match=r"layer backbone.blocks.1 gives \(2, 65, 64\), not a"):
+        extract(vit, torch.randn(2, 3, 64, 64), y, "bagcams@backbone.blocks.1")
 
 
 def test_evaluate_a_trained_run_with_bagcams(tmp_path, synth_root, capsys):

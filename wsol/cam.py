@@ -194,6 +194,12 @@ def bagcams(
             features = model.forward_features(images)
             logits = model.logits_from_features(features)
             target = captured["out"] if layer is not None else features
+            if not isinstance(target, torch.Tensor) or target.dim() != 4:
+                shape = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target)
+                raise ValueError(
+                    f"layer {layer} gives {shape}, not a (B, C, h, w) map: BagCAMs read a "
+                    "convolutional map (a vision transformer's is its feature map, the default)"
+                )
             one_hot = torch.zeros_like(logits)
             one_hot[torch.arange(len(logits)), classes.to(logits.device)] = 1.0
             # d log(z) / dz = 1 / z: LogBackward's grad.div(z), here with grad = one_hot
