@@ -162,3 +162,19 @@ def test_the_sat_recipes_train_as_the_official_code(name, lr, epochs, batch, are
     model = create_method(MethodConfig("sat")).adapt_model(create_model("vit_micro", 7))
     rates = [g["lr"] for g in build_optimizer(model, cfg).param_groups]
     assert rates == pytest.approx([lr] * len(rates))
+
+
+def test_adamw_leaves_the_spatial_aware_token_undecayed():
+    # SAT.py no_weight_decay: {'pos_embed', 'cls_token', 'loc_embed', 'loc_token'}
+    from wsol.config import load_config
+    from wsol.train import build_optimizer
+
+    model = create_method(MethodConfig("sat")).adapt_model(create_model("vit_micro", 3))
+    cfg = load_config(ROOT / "configs" / "synth_vitmicro_sat.yaml")
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {names[id(p)]: g["weight_decay"] for g in build_optimizer(model, cfg).param_groups
+             for p in g["params"]}  # fmt: skip
+    for name in ("method_head.loc_token", "method_head.loc_embed", "backbone.pos_embed",
+                 "backbone.cls_token"):  # fmt: skip
+        assert decay[name] == 0.0, name
+    assert decay["method_head.conv.weight"] == 0.05

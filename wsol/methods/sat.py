@@ -109,6 +109,10 @@ class SATHead(nn.Module):
         self._masks: list[torch.Tensor] = []
         self.prefix_tokens = 1
 
+    def no_weight_decay(self) -> set[str]:
+        """SAT.py's ``no_weight_decay`` names its two tokens beside timm's."""
+        return {"loc_token", "loc_embed"}
+
     def record(self, mask: torch.Tensor) -> None:
         self._masks.append(mask)
 

@@ -113,8 +113,13 @@ class ViTWSOL(WSOLModel):
         return f"download {self.timm_name}'s ImageNet weights ({places})"
 
     def no_weight_decay(self) -> set[str]:
-        """Parameters AdamW leaves undecayed beyond biases and norms (timm's own list)."""
-        return {"backbone." + n for n in self.backbone.no_weight_decay()}
+        """Parameters AdamW leaves undecayed beyond biases and norms (timm's own list, and a
+        method head's ``no_weight_decay()``)."""
+        names = {"backbone." + n for n in self.backbone.no_weight_decay()}
+        head = getattr(self, "method_head", None)  # a method's own tokens (SAT's)
+        if head is not None and hasattr(head, "no_weight_decay"):
+            names |= {"method_head." + n for n in head.no_weight_decay()}
+        return names
 
     def adl_sites(self) -> list[nn.Module]:
         raise ValueError(
