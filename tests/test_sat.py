@@ -178,3 +178,30 @@ def test_adamw_leaves_the_spatial_aware_token_undecayed():
                  "backbone.cls_token"):  # fmt: skip
         assert decay[name] == 0.0, name
     assert decay["method_head.conv.weight"] == 0.05
+
+
+@pytest.mark.parametrize("area_thr,blocks", [(0.0, 1), (1.0, 3)])
+def test_sat_at_its_edges_trains_a_batch_of_one_and_a_flat_image(area_thr, blocks):
+    # the extremes of both parameters (area 0 and 1; one block, every block of vit_micro), a
+    # batch of one (the batch area loss is that image's), and an all-zero image
+    method = create_method(MethodConfig("sat", sat_area_thr=area_thr, sat_blocks=blocks))
+    model = method.adapt_model(create_model("vit_micro", 3))
+    for x in (torch.randn(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)):
+        y = torch.tensor([2])
+        logits, loss = method.training_loss(model, MixedBatch(x, y, y, 1.0))
+        maps = model.method_head.spatial_map(model.forward_features(x))
+        assert torch.isfinite(loss) and maps.shape == (1, 8, 8)
+        assert len(model.method_head._masks) == blocks
+        expected = F.cross_entropy(logits, y) + (maps.mean() - area_thr).abs()
+        assert float(loss.detach()) >= float(expected.detach()) - 1e-6  # + the norm loss >= 0
+        loss.backward()
+
+
+def test_the_normalization_loss_is_zero_on_binary_flat_maps_and_largest_at_one_half():
+    # mean((1 - s) s): 0 where the smoothed map is 0 or 1 everywhere, 1/4 where it is 1/2
+    kernel = gaussian_kernel()
+    assert float(normalization_loss(torch.zeros(2, 4, 4), kernel)) == 0.0
+    half = float(normalization_loss(torch.full((1, 4, 4), 0.5), kernel))
+    assert half < 0.25  # zero padding pulls the border below 1/2
+    inner = F.conv2d(torch.full((1, 1, 4, 4), 0.5), kernel[None, None], padding=1)[0, 0, 1:3, 1:3]
+    torch.testing.assert_close(inner, torch.full((2, 2), 0.5))  # the kernel sums to 1
