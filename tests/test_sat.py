@@ -95,8 +95,16 @@ def test_parameters_out_of_range_are_refused(params, error):
 
 
 def test_a_cnn_and_too_many_blocks_are_refused_with_a_sentence():
-    with pytest.raises(ValueError, match="SAT adds a token to a vision transformer"):
+    with pytest.raises(ValueError) as err:
         create_method(MethodConfig("sat")).adapt_model(create_model("smallcnn", 3))
+    assert str(err.value) == (
+        "SAT adds a token to a vision transformer's tokens: SmallCNN is not one (use model.name "
+        "deit_small, deit_base or vit_micro)"
+    )
+    twice = create_method(MethodConfig("sat")).adapt_model(create_model("vit_micro", 3))
+    with pytest.raises(ValueError, match="^SAT's token is added once, to a model without a"):
+        create_method(MethodConfig("sat")).adapt_model(twice)
+    assert MethodConfig("sat", sat_blocks=1).check() == []  # one block is enough
     with pytest.raises(ValueError, match="sat_blocks 4 is more than the model's 3 blocks"):
         create_method(MethodConfig("sat", sat_blocks=4)).adapt_model(create_model("vit_micro", 3))
 
@@ -109,7 +117,7 @@ def test_every_parameter_learns_and_the_map_needs_its_own_forward_pass():
     assert float(loss.detach()) > float(F.cross_entropy(logits.detach(), y))  # constraints added
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
-    with pytest.raises(RuntimeError, match="no SAT maps recorded"):
+    with pytest.raises(RuntimeError, match="^no SAT maps recorded for these features"):
         method.cams(model, torch.zeros(2, 32, 7, 7), y)
 
 
