@@ -170,8 +170,16 @@ def _guide_relus(model) -> list:
 def bagcams(
     model, images: torch.Tensor, classes: torch.Tensor, layer: str | None = None
 ) -> torch.Tensor:
-    """BagCAMs (B, H, W) of ``classes``, at the input resolution, min-max normalised per image
-    (a constant map is all zero), as zh460045050/BagCAMs computes them:
+    """BagCAMs (B, H, W) of ``classes`` (see :func:`logits_and_bagcams`)."""
+    return logits_and_bagcams(model, images, classes, layer)[1]
+
+
+def logits_and_bagcams(
+    model, images: torch.Tensor, classes: torch.Tensor | None = None, layer: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, K), BagCAMs (B, H, W)) from one forward and one partial backward pass;
+    ``classes`` default to the top-1 prediction. The maps are at the input resolution, min-max
+    normalised per image (a constant map is all zero), as zh460045050/BagCAMs computes them:
 
     - the gradient is that of ``log`` of the class's logit (``logits.log().backward(one_hot)``
       in ``bagcams.py``): the logit's gradient divided by the logit itself (a negative logit
@@ -200,6 +208,8 @@ def bagcams(
                     f"layer {layer} gives {shape}, not a (B, C, h, w) map: BagCAMs read a "
                     "convolutional map (a vision transformer's is its feature map, the default)"
                 )
+            if classes is None:
+                classes = logits.argmax(dim=1)
             one_hot = torch.zeros_like(logits)
             one_hot[torch.arange(len(logits)), classes.to(logits.device)] = 1.0
             # d log(z) / dz = 1 / z: LogBackward's grad.div(z), here with grad = one_hot
@@ -211,9 +221,9 @@ def bagcams(
     maps = F.interpolate(maps[:, None], images.shape[-2:], mode="bilinear", align_corners=False)
     flat = maps.flatten(1)
     low, high = flat.min(dim=1, keepdim=True).values, flat.max(dim=1, keepdim=True).values
-    span = high - low
+    span = high - low  # NaN where the map has one (a zero logit): all zero, as the reference
     flat = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny), 0.0)
-    return flat.view(maps.shape[0], *maps.shape[-2:]).float().cpu()
+    return logits.detach(), flat.view(maps.shape[0], *maps.shape[-2:]).float().cpu()
 
 
 def split_cam_method(method: str) -> tuple[str, str | None]:
@@ -254,6 +264,8 @@ def extract(
     on the CPU. ``reader``: the training method's CAM hook (:meth:`wsol.methods.Method.cams`)
     for ``cam``."""
     name, layer = split_cam_method(method)
+    if name == "bagcams":  # its own forward pass gives the logits
+        return logits_and_bagcams(model, images, classes, layer)
     if layer is not None:
         target_layer(model, layer)
     with eval_mode(model):
@@ -262,7 +274,5 @@ def extract(
         return logits, cams
     if classes is None:
         classes = logits.argmax(dim=1)
-    if name == "bagcams":
-        return logits, bagcams(model, images, classes, layer)
     with torch.enable_grad():
         return logits, gradcam_family(model, images, classes.cpu(), name, progress, layer)
