@@ -94,27 +94,6 @@ def test_the_loss_is_cross_entropy_and_every_parameter_learns():
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_tscam_trains_and_evaluates(synth_root, tmp_path):
-    from conftest import cpu_run
-
-    from wsol.config import load_config
-    from wsol.evaluate import evaluate_checkpoint
-    from wsol.train import train
-
-    overrides = cpu_run(synth_root, **{
-        "model.name": "vit_micro", "data.resize_size": 72, "data.crop_size": 64,
-        "method.method": "tscam", "optim.lr": 0.001, "tensorboard": "false",
-    })  # fmt: skip
-    row = train(load_config(None, overrides), tmp_path / "run", progress=False, echo=False)
-    assert np.isfinite(row["train_loss"])
-    metrics = evaluate_checkpoint(tmp_path / "run", tmp_path / "eval", progress=False, echo=False)
-    assert 0 <= metrics["MaxBoxAccV2"] <= 100
-    import json
-
-    context = json.loads((tmp_path / "eval" / "metrics.json").read_text())["context"]
-    assert context["method"] == "tscam" and context["backbone"] == "vit_micro"
-
-
 def _tscam_lrs(lr: float, epochs: int, steps: list[int], gamma: float = 0.1) -> list[float]:
     """vasgaowei/TS-CAM tools_cam/train_cam.py: for epoch in 1..NUM_EPOCHS,
     adjust_learning_rate_normal (lib/core/engine.py) multiplies every group's lr by LR_FACTOR

@@ -4,6 +4,8 @@ Tiny ViTs at 64 px; nothing is downloaded."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -93,7 +95,7 @@ def test_the_gradcam_family_reads_the_token_map():
         assert float(cams.std()) > 0  # a map, not a constant
 
 
-@pytest.mark.parametrize("name", ["base", "cutmix", "has", "acol"])
+@pytest.mark.parametrize("name", ["base", "cutmix", "has", "acol", "tscam", "sat"])
 def test_methods_train_and_evaluate_on_a_tiny_vit(name, synth_root, tmp_path):
     from conftest import cpu_run
 
@@ -109,6 +111,8 @@ def test_methods_train_and_evaluate_on_a_tiny_vit(name, synth_root, tmp_path):
     assert np.isfinite(row["train_loss"])
     metrics = evaluate_checkpoint(tmp_path / "run", tmp_path / "eval", progress=False, echo=False)
     assert 0 <= metrics["MaxBoxAccV2"] <= 100 and 0 <= metrics["PxAP"] <= 100
+    context = json.loads((tmp_path / "eval" / "metrics.json").read_text())["context"]
+    assert context["method"] == name and context["backbone"] == "vit_micro"
 
 
 @pytest.mark.parametrize("name,words", [("adl", "ADL"), ("spg", "SPG")])
