@@ -109,6 +109,26 @@ data_overrides() {
   esac
 }
 
+# a vision transformer paper's own recipes (configs/{cub,imagenet}_deit_small_$1_paper.yaml),
+# each evaluated under its own protocol ($2 on CUB, $3 on ImageNet; none if not given) and the
+# fair one
+vit_paper_recipes() {
+  local method=$1 run_dir
+  if [ -z "${SKIP_CUB:-}" ]; then
+    run_dir="$RUNS/cub_deit_small_${method}_paper_seed$seed"
+    train_one "configs/cub_deit_small_${method}_paper.yaml" "$run_dir" "$seed" data.root="$CUB_NATIVE"
+    if [ -n "${2:-}" ]; then evaluate_one "$run_dir" "$2"; fi
+    evaluate_one "$run_dir" wsolevaluation
+  fi
+  if [ -z "${SKIP_IMAGENET:-}" ]; then
+    run_dir="$RUNS/imagenet_deit_small_${method}_paper_seed$seed"
+    train_one "configs/imagenet_deit_small_${method}_paper.yaml" "$run_dir" "$seed" \
+      data.root="$IMAGENET" data.annotations="$IMAGENET_VAL_BOXES"
+    if [ -n "${3:-}" ]; then evaluate_one "$run_dir" "$3"; fi
+    evaluate_one "$run_dir" wsolevaluation
+  fi
+}
+
 EVALS=()
 for data in "${DATASETS[@]}"; do
   case $data in
@@ -144,34 +164,8 @@ for seed in $(seq 0 $((SEEDS - 1))); do
       done
     done
   fi
-  if [ -z "${SKIP_TSCAM:-}" ]; then
-    if [ -z "${SKIP_CUB:-}" ]; then
-      run_dir="$RUNS/cub_deit_small_tscam_paper_seed$seed"
-      train_one configs/cub_deit_small_tscam_paper.yaml "$run_dir" "$seed" data.root="$CUB_NATIVE"
-      evaluate_one "$run_dir" tscam_cub
-      evaluate_one "$run_dir" wsolevaluation
-    fi
-    if [ -z "${SKIP_IMAGENET:-}" ]; then
-      run_dir="$RUNS/imagenet_deit_small_tscam_paper_seed$seed"
-      train_one configs/imagenet_deit_small_tscam_paper.yaml "$run_dir" "$seed" \
-        data.root="$IMAGENET" data.annotations="$IMAGENET_VAL_BOXES"
-      evaluate_one "$run_dir" tscam_ilsvrc
-      evaluate_one "$run_dir" wsolevaluation
-    fi
-  fi
-  if [ -z "${SKIP_SAT:-}" ]; then  # SAT's own recipes; its own protocol is not a preset
-    if [ -z "${SKIP_CUB:-}" ]; then
-      run_dir="$RUNS/cub_deit_small_sat_paper_seed$seed"
-      train_one configs/cub_deit_small_sat_paper.yaml "$run_dir" "$seed" data.root="$CUB_NATIVE"
-      evaluate_one "$run_dir" wsolevaluation
-    fi
-    if [ -z "${SKIP_IMAGENET:-}" ]; then
-      run_dir="$RUNS/imagenet_deit_small_sat_paper_seed$seed"
-      train_one configs/imagenet_deit_small_sat_paper.yaml "$run_dir" "$seed" \
-        data.root="$IMAGENET" data.annotations="$IMAGENET_VAL_BOXES"
-      evaluate_one "$run_dir" wsolevaluation
-    fi
-  fi
+  [ -n "${SKIP_TSCAM:-}" ] || vit_paper_recipes tscam tscam_cub tscam_ilsvrc
+  [ -n "${SKIP_SAT:-}" ] || vit_paper_recipes sat  # its own protocol is not a preset
 done
 run wsol compare "${EVALS[@]}" --out "$OUT"
 if [ -n "$DRY" ] || [ -f "$OUT/table.csv" ]; then  # ours next to wsolevaluation's main table
