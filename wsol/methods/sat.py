@@ -85,9 +85,9 @@ def _spatial_attention(attn, x, attn_mask=None, is_causal=False, *, head, aware:
     q, k, v = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
     logits = (q @ k.transpose(-2, -1)) * attn.scale  # SAT.py's order: scaled after the product
-    mask = torch.sigmoid(logits[:, :, -1, :].mean(1))[:, None, None, :]
     weights = logits.softmax(dim=-1)
-    if aware:
+    if aware:  # (SAT.py computes the mask in every block and reads only these)
+        mask = torch.sigmoid(logits[:, :, -1, :].mean(1))[:, None, None, :]
         weights = weights * mask
         head.record(mask)
     weights = attn.attn_drop(weights)
@@ -99,7 +99,7 @@ class SATHead(nn.Module):
     """The spatial-aware token and its position embedding, the 3 x 3 conv of the class maps,
     and the localization map of the last forward pass."""
 
-    def __init__(self, channels: int, num_classes: int):
+    def __init__(self, channels: int, num_classes: int, prefix_tokens: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, num_classes, kernel_size=3, stride=1, padding=1)
         self.loc_token = nn.Parameter(torch.zeros(1, 1, channels))
@@ -107,7 +107,7 @@ class SATHead(nn.Module):
         nn.init.trunc_normal_(self.loc_token, std=0.02, a=-2.0, b=2.0)  # timm's trunc_normal_
         nn.init.trunc_normal_(self.loc_embed, std=0.02, a=-2.0, b=2.0)
         self._masks: list[torch.Tensor] = []
-        self.prefix_tokens = 1
+        self.prefix_tokens = prefix_tokens  # the class token(s) before the patches
 
     def no_weight_decay(self) -> set[str]:
         """SAT.py's ``no_weight_decay`` names its two tokens beside timm's."""
@@ -164,8 +164,7 @@ class SAT(Method):
                 f"sat_blocks {self.config.sat_blocks} is more than the model's {blocks} blocks"
             )
         channels, num_classes = model.classifier.in_features, model.classifier.out_features
-        head = SATHead(channels, num_classes)
-        head.prefix_tokens = backbone.num_prefix_tokens
+        head = SATHead(channels, num_classes, backbone.num_prefix_tokens)
         first = blocks - self.config.sat_blocks
         for index, block in enumerate(backbone.blocks):
             block.attn.forward = functools.partial(
