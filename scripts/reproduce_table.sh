@@ -165,7 +165,7 @@ for seed in $(seq 0 $((SEEDS - 1))); do
     done
   fi
   [ -n "${SKIP_TSCAM:-}" ] || vit_paper_recipes tscam tscam_cub tscam_ilsvrc
-  [ -n "${SKIP_SAT:-}" ] || vit_paper_recipes sat  # its own protocol is not a preset
+  [ -n "${SKIP_SAT:-}" ] || vit_paper_recipes sat sat_cub sat_ilsvrc
 done
 run wsol compare "${EVALS[@]}" --out "$OUT"
 if [ -n "$DRY" ] || [ -f "$OUT/table.csv" ]; then  # ours next to wsolevaluation's main table

@@ -218,7 +218,7 @@ def _protocol(args: argparse.Namespace):
         normalize=not args.no_normalize,
         invalid_cams=args.invalid_cams,
     )
-    if args.interpolation is not None:  # else the protocol's own (cubic; linear for tscam_*)
+    if args.interpolation is not None:  # else the protocol's own
         changes["interpolation"] = args.interpolation
     if PROTOCOLS[args.protocol].fixed_threshold is None:
         changes["multi_contour"] = args.multi_contour
@@ -431,7 +431,9 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
         "cutmix2019 (the CutMix paper's Table 9: CAM threshold 0.15, largest contour, "
         "top-1 / GT-known loc; a model's results go to RUN/eval_<split>_cutmix2019); "
         "tscam_cub / tscam_ilsvrc (TS-CAM's own evaluation: linear float32 CAM resize, "
-        "CAM threshold 0.1 / 0.12, its boxes and IoU rule; docs/metrics.md)",
+        "CAM threshold 0.1 / 0.12, its boxes and IoU rule); sat_cub / sat_ilsvrc (SAT's own: "
+        "resize 256 and centre crop 224, the map normalised then resized, threshold 0.4 / 0.3, "
+        "its box and IoU rule, ten-crop classes for CUB; docs/metrics.md)",
     )
     g.add_argument(
         "--cam-curve-interval",
@@ -456,7 +458,7 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
         choices=("cubic", "linear", "nearest", "area"),
         default=None,
         help="CAM resize to 224x224 (default the protocol's: cubic, as the reference "
-        "inference.py; linear for tscam_*)",
+        "inference.py; linear for tscam_* and sat_*)",
     )
     g.add_argument(
         "--no-normalize", action="store_true", help="CAMs are already in [0, 1]: skip min-max"

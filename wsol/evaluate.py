@@ -19,6 +19,7 @@ from .metrics import (
     LocalizationEvaluator,
     Protocol,
     all_reduce_sum,
+    fit_center_crop,
     ground_truth,
     gt_fingerprint,
 )
@@ -122,6 +123,8 @@ def evaluate_cams(
     if not split.records:
         raise ValueError(f"{metadata_dir} lists no image")
     do_boxes = split.has_boxes
+    # a protocol with a centre crop (SAT's) scores boxes only: masks too where there are none
+    do_masks = do_masks and (not do_boxes or (protocol or Protocol()).center_crop is None)
     if not do_boxes and not do_masks:
         raise ValueError(
             f"{metadata_dir} has no boxes, and no masks with a --masks root, to evaluate against"
@@ -233,39 +236,35 @@ def box_rows(
     each image's CAM was read for."""
     from PIL import Image
 
-    from .localize import box_to_image, boxes_from_scoremap, prepare_scoremaps, to_uint8, tscam_box
-    from .metrics import PRECISIONS
+    from .localize import box_to_image, boxes_from_scoremap, sat_box, to_uint8, tscam_box
 
     rows = []
     names = list(thresholds)
-    tscam = protocol.loc_convention == "tscam"
+    own_box = {  # the box a paper's own loc convention scored at its threshold
+        "tscam": lambda m, t: tscam_box(to_uint8(m), t),
+        "sat": sat_box,
+    }.get(protocol.loc_convention)
     for ids, raw in store:
-        maps = prepare_scoremaps(
-            raw,
-            ids,
-            protocol.eval_size,
-            protocol.normalize,
-            protocol.interpolation,
-            "zero",
-            PRECISIONS[protocol.precision],
-        )
+        maps = protocol.scoremaps(raw, ids, "zero")
         for image_id, scoremap in zip(ids, maps):
             record = records[image_id]
             size = record.size
             if size is None:
                 with Image.open(record.path) as im:
                     size = im.size
-            swept = [n for n in names if not (n == "chosen" and tscam)]
+            swept = [n for n in names if not (n == "chosen" and own_box)]
             sets = dict(zip(swept, boxes_from_scoremap(
                 scoremap, [thresholds[n] for n in swept], protocol.multi_contour
             )))  # fmt: skip
-            if tscam and "chosen" in names:  # the box the tscam convention scored
-                sets["chosen"] = [tscam_box(to_uint8(scoremap), thresholds["chosen"])]
+            if own_box and "chosen" in names:
+                sets["chosen"] = [own_box(scoremap, thresholds["chosen"])]
             for which in names:
                 boxes = sets[which]
                 for k, box in enumerate(boxes):
                     x0, y0, x1, y1 = (int(v) for v in box)
-                    ox0, oy0, ox1, oy1 = box_to_image(box, protocol.eval_size, size)
+                    ox0, oy0, ox1, oy1 = box_to_image(
+                        box, protocol.eval_size, size, protocol.center_crop
+                    )
                     rows.append(
                         {
                             "image_id": image_id,
@@ -381,21 +380,30 @@ def evaluate_model(
     from torch.utils.data import DataLoader, Subset
 
     from .cam import extract
-    from .data.dataset import RecordDataset, eval_transform
+    from .data.dataset import RecordDataset, center_and_ten_crops, eval_transform
 
     if not split.records:
         raise ValueError(f"the {split.split} split of {split.name} has no image to evaluate")
+    p = protocol or Protocol()
+    transform = eval_transform(crop_size)
+    if p.center_crop is not None:
+        resize, crop = p.center_crop
+        if crop != crop_size:
+            raise ValueError(
+                f"the {p.name} protocol centre-crops to {crop} pixels, but the model takes "
+                f"{crop_size} (fit it to the run with wsol.metrics.fit_center_crop)"
+            )
+        transform = eval_transform(crop_size, resize, crop=not p.ten_crop)
     device = device or next(model.parameters()).device
     do_boxes = split.has_boxes
     do_masks = split.has_masks and all(r.mask_paths for r in split.records)
+    do_masks = do_masks and (not do_boxes or p.center_crop is None)  # as in evaluate_cams
     evaluator = None
     if do_boxes or do_masks:
         evaluator = LocalizationEvaluator(
             ground_truth(split), protocol, boxes=do_boxes, masks=do_masks, per_image=per_image
         )
-    dataset = Subset(
-        RecordDataset(split, eval_transform(crop_size), check_size=True), _shard(len(split))
-    )
+    dataset = Subset(RecordDataset(split, transform, check_size=True), _shard(len(split)))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     top1_total = top5_total = seen = 0
     ids_all = [r.image_id for r in split.records]
@@ -416,8 +424,13 @@ def evaluate_model(
     for images, labels, indices in loader:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device)
+        crops = None
+        if p.ten_crop:  # the CAM from the centre crop, the classes from all ten
+            images, crops = center_and_ten_crops(images, crop_size)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits, cams = extract(model, images, labels, cam_method, cam_reader, progress)
+            if crops is not None:
+                logits = ten_crop_scores(model, crops)
         top5 = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
         top1_ok = (top5[:, 0] == labels).cpu().numpy()
         top5_ok = (top5 == labels[:, None]).any(dim=1).cpu().numpy()
@@ -482,6 +495,18 @@ def evaluate_model(
             _gather_rows(rows), key=lambda r: (order[r["image_id"]], r["which"], r["box"])
         )
     return result
+
+
+def ten_crop_scores(model, crops):
+    """(B, K) class scores of a batch from its ten crops (10, B, 3, c, c): the mean of the ten
+    softmaxes, as SAT's evaluator ranks classes with ``--tencrop``."""
+    import torch
+
+    from .cam import eval_mode
+
+    with torch.no_grad(), eval_mode(model):
+        logits = torch.stack([model(c) for c in crops])
+    return logits.float().softmax(dim=-1).mean(dim=0)
 
 
 def _cpu_cores() -> int:
@@ -675,13 +700,21 @@ def evaluate_checkpoint(
     model_path = Path(model_path)
     protocol = protocol or Protocol()
     run_dir = model_path if model_path.is_dir() else model_path.parent
+    model, cfg_dict, ckpt = load_checkpoint_model(model_path, d.device, checkpoint)
+    cfg = config_from_dict(cfg_dict, list(overrides))
+    fitted = fit_center_crop(protocol, cfg.data.resize_size, cfg.data.crop_size)
+    if fitted != protocol and d.main and echo:
+        print(
+            f"{protocol.name}: centre crop {fitted.center_crop[0]} -> {fitted.center_crop[1]} "
+            "from the run's data.resize_size and data.crop_size (the protocol's own: "
+            f"{protocol.center_crop[0]} -> {protocol.center_crop[1]})"
+        )
+    protocol = fitted
     name = eval_folder_name(split, protocol, cam_method, checkpoint, val_threshold, fixed_threshold)
     out = Path(out_dir) if out_dir is not None else run_dir / name
     key = evaluation_key(
         split=split,
-        checkpoint=str(
-            (model_path / f"{checkpoint}.pt" if model_path.is_dir() else model_path).resolve()
-        ),
+        checkpoint=str(Path(ckpt["path"]).resolve()),
         cam_method=cam_method,
         protocol=protocol.to_dict(),
         threshold="val" if val_threshold else fixed_threshold,
@@ -689,11 +722,9 @@ def evaluate_checkpoint(
         fix_sizes=fix_sizes,
     )
     check_out_folder(out, key, overwrite)
-    model, cfg_dict, ckpt = load_checkpoint_model(model_path, d.device, checkpoint)
     epoch = int(ckpt.get("epoch", -1)) + 1
     if d.main and echo:
         print(f"checkpoint: {ckpt['path']} (epoch {epoch})")
-    cfg = config_from_dict(cfg_dict, list(overrides))
     given = {o.split("=", 1)[0].removeprefix("data.") for o in overrides if o.startswith("data.")}
     cfg = anchor_data_paths(cfg, ckpt.get("workdir"), keep=given)
     try:

@@ -187,6 +187,7 @@ def _scoremaps(run: EvalRun, ids: list[str], records, device: str = "cpu") -> di
         protocol.get("interpolation", "cubic"),
         protocol.get("invalid_cams", "error"),
         PRECISIONS[protocol.get("precision", "float64")],
+        protocol.get("map_convention", "wsolevaluation"),
     )
     return dict(zip(ids, maps))
 
@@ -280,6 +281,14 @@ def build_gallery(
     import cv2
 
     runs = [load_eval(p) for p in eval_dirs]
+    for run in runs:
+        protocol = run.metrics.get("protocol", {})
+        if protocol.get("center_crop"):
+            raise ValueError(
+                f"{run.folder}: its protocol ({protocol.get('name')}) centre-crops the images, "
+                "and a gallery draws CAMs on the whole image: make the gallery from an "
+                "evaluation without a crop (e.g. --protocol wsolevaluation)"
+            )
     ids = select_images(runs, select, count, seed)
     how = describe_selection(select, runs, len(ids), seed)
     from .runtime import check_output_folder, publish_folder, stage_folder

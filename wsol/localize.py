@@ -150,14 +150,23 @@ def prepare_scoremaps(
     interpolation: str = "cubic",
     invalid: str = "error",
     dtype=np.float64,
+    map_convention: str = "wsolevaluation",
 ) -> np.ndarray:
     """Check, resize and normalise raw CAMs into (N, H, W) score maps in [0, 1], float64 (or
     ``dtype``) (``invalid``: what a NaN / inf CAM does, see :func:`check_cams`).
 
     With ``normalize=False`` the maps must already lie in [0, 1] (the reference's
-    ``evaluation.py`` on saved score maps).
+    ``evaluation.py`` on saved score maps). ``map_convention="sat"``: each CAM is normalised
+    at its own resolution first (:func:`sat_normalize`), then resized, as SAT's evaluator does.
     """
     cams = check_cams(cams, image_ids, invalid)
+    if map_convention == "sat":
+        if not normalize:
+            raise ValueError("the sat map convention normalises the CAMs: it needs normalize")
+        return resize_cams([sat_normalize(np.asarray(c, dtype=dtype)) for c in cams], size,
+                           interpolation, dtype)  # fmt: skip
+    if map_convention != "wsolevaluation":
+        raise ValueError(f"unknown map convention {map_convention!r}")
     maps = resize_cams(cams, size, interpolation, dtype)
     if normalize:
         return normalize_cams(maps)
@@ -167,6 +176,17 @@ def prepare_scoremaps(
             f"score map of {image_ids[int(np.argmax(bad))]} is outside [0, 1]; normalise it"
         )
     return maps
+
+
+def sat_normalize(cam: np.ndarray) -> np.ndarray:
+    """SAT's ``normalize_map`` (wpy1999/SAT utils/func.py) before its resize: ``(cam - min) /
+    (max - min + 1e-5)`` in the CAM's own float type (float32 for its maps: numpy 2's
+    arithmetic, the constant taken as float32; numpy 1 added it in float64 before the division,
+    which can differ in the last bit of a map's values). A constant CAM becomes all zeros and
+    no map reaches 1."""
+    cam = np.asarray(cam)
+    lo, hi = cam.min(), cam.max()
+    return (cam - lo) / (hi - lo + cam.dtype.type(1e-5))
 
 
 def to_uint8(scoremaps: np.ndarray) -> np.ndarray:
@@ -280,6 +300,83 @@ def tscam_iou(box: np.ndarray, gt_boxes: np.ndarray) -> float:
     return best
 
 
+def sat_gt_boxes(
+    boxes: np.ndarray, image_size: tuple[int, int], center_crop: tuple[int, int]
+) -> np.ndarray:
+    """GT boxes in the centre crop as SAT's test loaders put them (wpy1999/SAT
+    DataLoader/CUB_200_2011.py and ILSVRC.py, ``load_test_bbox``): with ``center_crop`` =
+    (resize R, crop C) and shift ``(R - C) // 2``, ``x / W * R - shift`` (divided first),
+    x0 and y0 raised to 0, x1 and y1 lowered to ``C - 1``, then truncated towards zero; (G, 4)
+    int64.
+
+    A box wholly outside the crop comes out crossed (x1 < x0 or y1 < y0), as there; SAT's IoU
+    (:func:`sat_iou`) then gives it 0. Its ILSVRC loader computes in float32, its CUB loader in
+    float64: for whole-pixel boxes (all of CUB's and ILSVRC's) both give these, as a result
+    that is a whole number is exact in either and a fractional one lies at least 1 / W from
+    the next whole number.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = (int(v) for v in image_size)
+    resize, crop = (int(v) for v in center_crop)
+    shift = (resize - crop) // 2
+    x0 = np.maximum(b[:, 0] / w * resize - shift, 0)
+    y0 = np.maximum(b[:, 1] / h * resize - shift, 0)
+    x1 = np.minimum(b[:, 2] / w * resize - shift, crop - 1)
+    y1 = np.minimum(b[:, 3] / h * resize - shift, crop - 1)
+    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+
+
+def crop_gt_boxes(
+    boxes: np.ndarray, image_size: tuple[int, int], center_crop: tuple[int, int]
+) -> np.ndarray:
+    """The GT boxes the threshold sweep scores a centre-cropped image against: those of
+    :func:`sat_gt_boxes` that lie (partly) inside the crop. An image whose every box lies
+    outside it gets the one box ``[C, C, C, C]`` just past the crop's corner, which no box of
+    the sweep (all within ``[0, C - 1]``) overlaps: a miss at every threshold, IoU 0."""
+    b = sat_gt_boxes(boxes, image_size, center_crop)
+    b = b[(b[:, 2] >= b[:, 0]) & (b[:, 3] >= b[:, 1])]
+    if len(b) == 0:
+        crop = int(center_crop[1])
+        return np.array([[crop, crop, crop, crop]], dtype=np.int64)
+    return b
+
+
+def sat_box(scoremap: np.ndarray, threshold: float) -> np.ndarray:
+    """The one box SAT's evaluator (wpy1999/SAT evaluator.py, ``val_loc_one_epoch``) finds in
+    a (H, W) score map: the pixels ``> threshold`` (compared in the map's own float type), the
+    largest 8-connected component (``skimage.measure.label``; on ties the one met first in
+    row-major order, as its ``count_max`` sorts stably), and that component's
+    ``regionprops`` bbox as ``[min_col, min_row, max_col, max_row]``, whose far edges are one
+    past the last pixel; ``[0, 0, W, H]`` when no pixel is above the threshold."""
+    from skimage.measure import label
+
+    height, width = scoremap.shape
+    components = label(scoremap > scoremap.dtype.type(threshold), connectivity=2)
+    counts = np.bincount(components.ravel())
+    if len(counts) < 2:
+        return np.array([0, 0, width, height], dtype=np.int64)
+    rows, cols = np.nonzero(components == int(np.argmax(counts[1:])) + 1)
+    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.int64)
+
+
+def sat_iou(box: np.ndarray, gt_boxes: np.ndarray) -> float:
+    """The best IoU of ``box`` with any GT box as SAT's evaluator takes it (utils/accuracy.py
+    ``IoU``: +1 pixel areas, the intersection's sides raised to 0; the loop keeps a larger
+    value, starting from -1). A crossed GT box (wholly outside the crop, see
+    :func:`sat_gt_boxes`) has no intersection, so its IoU is 0; where its negative area would
+    make the union 0 (SAT divides by zero there) it is 0 too."""
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box).reshape(4))
+    area = (x1 - x0 + 1) * (y1 - y0 + 1)
+    best = -1.0
+    for g0, h0, g1, h1 in np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4):
+        inter = max(0.0, min(x1, g1) - max(x0, g0) + 1) * max(0.0, min(y1, h1) - max(y0, h0) + 1)
+        union = area + (g1 - g0 + 1) * (h1 - h0 + 1) - inter
+        iou = inter / union if union != 0 else 0.0
+        if iou > best:
+            best = iou
+    return best
+
+
 def boxes_from_scoremap(
     scoremap: np.ndarray, thresholds: Sequence[float] | np.ndarray, multi_contour: bool = False
 ) -> list[np.ndarray]:
@@ -309,15 +406,27 @@ def boxes_from_scoremap(
     return out
 
 
-def box_to_image(box, eval_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[int, ...]:
+def box_to_image(
+    box,
+    eval_size: tuple[int, int],
+    image_size: tuple[int, int],
+    center_crop: tuple[int, int] | None = None,
+) -> tuple[int, ...]:
     """An inclusive (x0, y0, x1, y1) box on the evaluation grid (``eval_size`` = (w, h), e.g.
     224 x 224) in the original image's pixels (``image_size`` = (W, H)), inclusive too: grid
     pixel x covers image columns [x W / w, (x + 1) W / w), so x0 -> floor(x0 W / w) and x1 ->
-    ceil((x1 + 1) W / w) - 1, clipped to the image."""
+    ceil((x1 + 1) W / w) - 1, clipped to the image. With ``center_crop`` = (R, C) the grid is
+    the crop of the R x R resized image (``eval_size`` (C, C)): its pixel x is column
+    x + (R - C) // 2 of an R-wide grid."""
     import math
 
     (w, h), (W, H) = eval_size, image_size
     x0, y0, x1, y1 = (int(v) for v in box)
+    if center_crop is not None:
+        resize, crop = (int(v) for v in center_crop)
+        shift = (resize - crop) // 2
+        x0, y0, x1, y1 = x0 + shift, y0 + shift, x1 + shift, y1 + shift
+        w = h = resize
     return (
         max(0, min(W - 1, math.floor(x0 * W / w))),
         max(0, min(H - 1, math.floor(y0 * H / h))),

@@ -34,8 +34,12 @@ from .data.records import DatasetSplit
 from .localize import (
     EVAL_SIZE,
     check_boxes,
+    crop_gt_boxes,
     prepare_scoremaps,
     resize_boxes,
+    sat_box,
+    sat_gt_boxes,
+    sat_iou,
     threshold_grid,
     threshold_ious_reference,
     to_uint8,
@@ -46,11 +50,19 @@ from .localize import (
 
 CONTOUR_MODES = ("single", "multi")
 #: how the ``@fixed`` loc metrics score an image (see :class:`Protocol`)
-LOC_CONVENTIONS = ("wsolevaluation", "tscam")
+LOC_CONVENTIONS = ("wsolevaluation", "tscam", "sat")
+#: how raw CAMs become score maps (see :class:`Protocol`)
+MAP_CONVENTIONS = ("wsolevaluation", "sat")
 PRECISIONS = {"float64": np.float64, "float32": np.float32}
 #: Protocol fields added after results and folder names first recorded protocols, with the
 #: value every earlier result had (reports and folder names read a missing one as this)
-ADDED_PROTOCOL_FIELDS = {"precision": "float64", "loc_convention": "wsolevaluation"}
+ADDED_PROTOCOL_FIELDS = {
+    "precision": "float64",
+    "loc_convention": "wsolevaluation",
+    "map_convention": "wsolevaluation",
+    "center_crop": None,
+    "ten_crop": False,
+}
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,26 @@ class Protocol:
             the fixed threshold: GT boxes as its loader clips and truncates them
             (:func:`wsol.localize.tscam_gt_boxes`), its box (:func:`wsol.localize.tscam_box`),
             GT-known at IoU >= 0.5 but top-1 and top-5 loc at IoU > 0.5, as its code compares.
-            The threshold sweep (MaxBoxAcc, MaxBoxAccV2) stays wsolevaluation's either way.
+            ``sat``: SAT's evaluator (wpy1999/SAT evaluator.py) at exactly the fixed
+            threshold: GT boxes as its loaders move them into the crop
+            (:func:`wsol.localize.sat_gt_boxes`), its box (:func:`wsol.localize.sat_box`) and
+            IoU (:func:`wsol.localize.sat_iou`), GT-known, top-1 and top-5 loc all at IoU
+            >= 0.5. The threshold sweep (MaxBoxAcc, MaxBoxAccV2) stays wsolevaluation's either
+            way.
+        map_convention: how a raw CAM becomes a score map. ``wsolevaluation``: resized, then
+            min-max normalised. ``sat``: min-max normalised at its own resolution with
+            ``max - min + 1e-5`` as the divisor, then resized (SAT utils/func.py
+            ``normalize_map``; :func:`wsol.localize.sat_normalize`).
+        center_crop: ``(R, C)``: each test image is resized to R x R and centre-cropped to
+            C x C, as SAT's test loaders do (256, 224), and every GT box is moved into the crop
+            (:func:`wsol.localize.sat_gt_boxes`; the sweep leaves out boxes wholly outside it,
+            :func:`wsol.localize.crop_gt_boxes`). ``eval_size`` must then be (C, C): SAT
+            resizes its maps to the crop and measures in its pixels. None (wsolevaluation's
+            and TS-CAM's): resized straight to the model's input, no crop.
+        ten_crop: classify each image by the mean softmax over the ten C x C crops of the
+            R x R image (torchvision's ``TenCrop``: four corners and the centre, and the same of
+            the flipped image), as SAT's CUB evaluator does (evaluator.py ``--tencrop``); the
+            CAM still comes from the centre crop. Needs ``center_crop``.
     """
 
     cam_curve_interval: float = 0.001
@@ -96,10 +127,15 @@ class Protocol:
     headline: str = "MaxBoxAccV2"
     precision: str = "float64"
     loc_convention: str = "wsolevaluation"
+    map_convention: str = "wsolevaluation"
+    center_crop: tuple[int, int] | None = None
+    ten_crop: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "iou_thresholds", tuple(int(d) for d in self.iou_thresholds))
         object.__setattr__(self, "eval_size", tuple(int(v) for v in self.eval_size))
+        if self.center_crop is not None:
+            object.__setattr__(self, "center_crop", tuple(int(v) for v in self.center_crop))
         if 50 not in self.iou_thresholds:
             raise ValueError(
                 "iou_thresholds must include 50 (MaxBoxAcc and the loc metrics use it)"
@@ -115,12 +151,55 @@ class Protocol:
                 f"loc_convention must be one of {', '.join(LOC_CONVENTIONS)}, "
                 f"not {self.loc_convention!r}"
             )
-        if self.loc_convention == "tscam" and self.fixed_threshold is None:
-            raise ValueError("the tscam loc convention scores at a fixed threshold: give one")
+        if self.loc_convention != "wsolevaluation" and self.fixed_threshold is None:
+            raise ValueError(
+                f"the {self.loc_convention} loc convention scores at a fixed threshold: give one"
+            )
+        if self.map_convention not in MAP_CONVENTIONS:
+            raise ValueError(
+                f"map_convention must be one of {', '.join(MAP_CONVENTIONS)}, "
+                f"not {self.map_convention!r}"
+            )
+        if self.map_convention == "sat" and not self.normalize:
+            raise ValueError("the sat map convention normalises the CAMs: it needs normalize")
+        if self.center_crop is not None:
+            if len(self.center_crop) != 2:
+                raise ValueError(f"center_crop is (resize, crop), not {self.center_crop}")
+            resize, crop = self.center_crop
+            if not 1 <= crop <= resize:
+                raise ValueError(f"center_crop {self.center_crop}: need 1 <= crop <= resize")
+            if (resize - crop) % 2:
+                raise ValueError(
+                    f"center_crop {self.center_crop}: resize - crop must be even (SAT moves the "
+                    "GT boxes by (resize - crop) // 2; torchvision crops at round((resize - "
+                    "crop) / 2), the same for every even difference but not every odd one)"
+                )
+            if self.eval_size != (crop, crop):
+                raise ValueError(
+                    f"center_crop {self.center_crop} evaluates in the crop's pixels: eval_size "
+                    f"must be ({crop}, {crop}), not {self.eval_size}"
+                )
+        if self.ten_crop and self.center_crop is None:
+            raise ValueError("ten_crop takes its crops of the resized image: it needs center_crop")
         if any(not 0 < d <= 100 for d in self.iou_thresholds):
             raise ValueError(
                 f"IoU thresholds are percentages in (0, 100], not {self.iou_thresholds}"
             )
+
+    def scoremaps(self, cams, image_ids: Sequence[str], invalid: str | None = None) -> np.ndarray:
+        """Raw CAMs as this protocol's (N, H, W) score maps (:func:`wsol.localize.prepare_scoremaps`
+        with its size, normalisation, interpolation, precision and map convention);
+        ``invalid``: what a NaN / inf CAM does, default the protocol's ``invalid_cams``."""
+        return prepare_scoremaps(
+            cams,
+            image_ids,
+            self.eval_size,
+            self.normalize,
+            self.interpolation,
+            invalid or self.invalid_cams,
+            PRECISIONS[self.precision],
+            self.map_convention,
+        )
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -136,6 +215,11 @@ class Protocol:
             del d["fixed_threshold"]
         d["iou_thresholds"] = list(self.iou_thresholds)
         d["eval_size"] = list(self.eval_size)
+        for k in ("map_convention", "center_crop", "ten_crop"):  # recorded where they matter,
+            if d[k] == ADDED_PROTOCOL_FIELDS[k]:  # so earlier records and keys stay the same
+                del d[k]
+        if self.center_crop is not None:
+            d["center_crop"] = list(self.center_crop)
         d["resize"] = f"cv2.resize {self.interpolation}, {self.precision}"
         d["iou_convention"] = "+1 pixel (inclusive x1, y1)"
         d["binarisation"] = "uint8 map > int(t * max), cv2.THRESH_BINARY"
@@ -146,6 +230,18 @@ class Protocol:
                 "[0, 223] and truncated; box [x, y, x + w, y + h] of the largest RETR_TREE "
                 "contour of uint8 map > int(t * max) (none: [0, 0, 1, 1]); GT-known IoU >= 0.5, "
                 "top-1 / top-5 IoU > 0.5"
+            )
+        if self.loc_convention == "sat":
+            d["loc_fixed"] = (
+                "SAT evaluator.py at the fixed threshold: GT (x / W * R - (R - C) // 2) clipped "
+                "to [0, C - 1] and truncated; box of the largest 8-connected component of "
+                "map > t (skimage label, regionprops bbox, far edges exclusive; none: "
+                "[0, 0, C, C]); GT-known, top-1 and top-5 loc at IoU >= 0.5"
+            )
+        if self.map_convention == "sat":
+            d["resize"] = (
+                f"(cam - min) / (max - min + 1e-5) at the CAM's resolution, then cv2.resize "
+                f"{self.interpolation}, {self.precision}"
             )
         return d
 
@@ -163,6 +259,15 @@ class Protocol:
 #:   (configs/CUB/*.yaml 0.1, configs/ILSVRC/*.yaml 0.12), scored by its ``evaluate_cls_loc``
 #:   (``loc_convention="tscam"``). Its images are resized to 224 x 224 without a crop, as
 #:   wsolevaluation's.
+#: * ``sat_cub`` / ``sat_ilsvrc``: SAT's own evaluation (Wu et al., ICCV 2023; wpy1999/SAT
+#:   evaluator.py and evaluator_ImageNet.py with DataLoader/*.py and utils/func.py): the test
+#:   image resized to 256 x 256 and centre-cropped to 224, the map normalised at 14 x 14
+#:   (``+ 1e-5``) then resized linearly in float32 to 224, thresholded at the evaluators'
+#:   default ``--threshold`` (evaluator.py 0.4, evaluator_ImageNet.py 0.3), scored by SAT's
+#:   box and IoU (``loc_convention="sat"``). The CUB evaluator classifies by ten crops
+#:   (``--tencrop`` defaults to True there, False in the ImageNet one). ``wsol evaluate RUN``
+#:   takes the crop from the run's ``data.resize_size`` / ``data.crop_size`` (SAT's own code
+#:   uses the same two arguments for training and test; its recipes 256 and 224).
 PROTOCOLS: dict[str, Protocol] = {
     "wsolevaluation": Protocol(),
     "cutmix2019": Protocol(
@@ -180,7 +285,34 @@ PROTOCOLS: dict[str, Protocol] = {
         )
         for dataset, threshold in (("cub", 0.1), ("ilsvrc", 0.12))
     },
+    **{
+        f"sat_{dataset}": Protocol(
+            name=f"sat_{dataset}",
+            multi_contour=False,
+            fixed_threshold=threshold,
+            headline="top1_loc@fixed",
+            interpolation="linear",
+            precision="float32",
+            loc_convention="sat",
+            map_convention="sat",
+            center_crop=(256, 224),
+            ten_crop=ten_crop,
+        )
+        for dataset, threshold, ten_crop in (("cub", 0.4, True), ("ilsvrc", 0.3, False))
+    },
 }
+
+
+def fit_center_crop(protocol: Protocol, resize_size: int, crop_size: int) -> Protocol:
+    """``protocol`` with its centre crop (if it has one) taken from a run's
+    ``data.resize_size`` and ``data.crop_size``, and ``eval_size`` the crop's: SAT's evaluator
+    crops as its training did. Unchanged where it has no crop or the same one."""
+    import dataclasses
+
+    crop = (int(resize_size), int(crop_size))
+    if protocol.center_crop is None or protocol.center_crop == crop:
+        return protocol
+    return dataclasses.replace(protocol, center_crop=crop, eval_size=(crop[1], crop[1]))
 
 
 def named_protocol(name: str, **changes) -> Protocol:
@@ -257,8 +389,8 @@ class BoxAccumulator:
         self.count_with_class = 0
         self.class_top1 = 0
         self.class_top5 = 0
-        # images correct at the fixed threshold under the tscam loc convention: GT-known,
-        # top-1, top-5 (unused by the wsolevaluation one, whose @fixed reads the sweep)
+        # images correct at the fixed threshold under a paper's own loc convention (tscam,
+        # sat): GT-known, top-1, top-5 (unused by wsolevaluation's, whose @fixed reads the sweep)
         self.fixed_correct = np.zeros(3, dtype=np.int64)
 
     def _gt_boxes(self, image_id: str) -> np.ndarray:
@@ -270,6 +402,8 @@ class BoxAccumulator:
             raise ValueError(f"image {image_id} has no GT box")
         if g.size is None:
             raise ValueError(f"image {image_id} has no size in the metadata (image_sizes.txt)")
+        if self.protocol.center_crop is not None:
+            return crop_gt_boxes(g.boxes, g.size, self.protocol.center_crop)
         return resize_boxes(g.boxes, g.size, self.protocol.eval_size)
 
     def update(
@@ -317,6 +451,8 @@ class BoxAccumulator:
                 top1_correct,
                 top5_correct,
             )
+        elif self.protocol.loc_convention == "sat":
+            curves["fixed"] = self._sat_update(scoremaps, image_ids, top1_correct, top5_correct)
         self.count += len(image_ids)
         if top1_correct is not None:
             self.count_with_class += len(image_ids)
@@ -343,6 +479,29 @@ class BoxAccumulator:
             self.fixed_correct[1] += int((above & np.asarray(top1_correct, bool)).sum())
         if top5_correct is not None:
             self.fixed_correct[2] += int((above & np.asarray(top5_correct, bool)).sum())
+        return ious
+
+    def _sat_update(self, scoremaps, image_ids, top1_correct, top5_correct) -> np.ndarray:
+        """Each image's IoU at the fixed threshold as SAT's evaluator scores it (its box on the
+        float map, its GT in the crop); counts the hits, all three at IoU >= 0.5."""
+        p = self.protocol
+
+        def gt(image_id):
+            g = self.gt[image_id]
+            if p.center_crop is None:  # no crop: the boxes as wsolevaluation resizes them
+                return resize_boxes(g.boxes, g.size, p.eval_size)
+            return sat_gt_boxes(g.boxes, g.size, p.center_crop)
+
+        ious = np.array(
+            [sat_iou(sat_box(m, p.fixed_threshold), gt(i)) for m, i in zip(scoremaps, image_ids)],
+            dtype=np.float64,
+        )
+        hit = ious >= 0.5  # `max_iou >= 0.5` for gt_loc, cls_loc and cls_loc_5 alike
+        self.fixed_correct[0] += int(hit.sum())
+        if top1_correct is not None:
+            self.fixed_correct[1] += int((hit & np.asarray(top1_correct, bool)).sum())
+        if top5_correct is not None:
+            self.fixed_correct[2] += int((hit & np.asarray(top5_correct, bool)).sum())
         return ious
 
     # -- combining ---------------------------------------------------------------------------
@@ -407,13 +566,13 @@ class BoxAccumulator:
         best = _best_index(gt_known)
         loc: dict = {"contour_mode": mode, "best_threshold": float(thresholds[best])}
         picks = {"best": best}
-        tscam = p.loc_convention == "tscam"
-        if tscam and fixed_threshold is not None and fixed_threshold != p.fixed_threshold:
+        own = p.loc_convention != "wsolevaluation"  # a paper's own rule at its own threshold
+        if own and fixed_threshold is not None and fixed_threshold != p.fixed_threshold:
             raise ValueError(
                 f"the {p.name} protocol scores at its own threshold {p.fixed_threshold:g}, "
                 f"not {fixed_threshold:g}"
             )
-        if tscam:
+        if own:
             loc["fixed_threshold"] = float(p.fixed_threshold)
             loc["gt_known_loc@fixed"] = float(self.fixed_correct[0] * 100.0 / self.count)
             if self.count_with_class:
@@ -582,7 +741,7 @@ class PerImageRecorder:
         self.top1: list = []
         self.top5: list = []
         self.pred: list = []
-        self.fixed: list = []  # each image's IoU at the fixed threshold (tscam loc convention)
+        self.fixed: list = []  # each image's IoU at the fixed threshold (tscam, sat conventions)
 
     def update(
         self, image_ids, curves, top1_correct=None, top5_correct=None, predictions=None
@@ -644,7 +803,7 @@ class PerImageRecorder:
                 "MaxBoxAccV2_score": float(v2[k]),
                 "threshold": float(grid[best]),
             }
-            if self.fixed:  # the tscam loc convention: its own IoU, top-1 loc at IoU > 0.5
+            if self.fixed:  # a paper's loc convention: its own IoU (tscam: top-1 at IoU > 0.5)
                 row["iou_fixed"] = self.fixed[n]
             elif fixed is not None:
                 row["iou_fixed"] = float(curves[mode][k, fixed])
@@ -684,6 +843,11 @@ class LocalizationEvaluator:
     ):
         self.protocol = protocol or Protocol()
         self.boxes = BoxAccumulator(gt, self.protocol, engine) if boxes else None
+        if masks and self.protocol.center_crop is not None:
+            raise ValueError(
+                f"the {self.protocol.name} protocol centre-crops the images; it scores boxes, "
+                "not masks: evaluate PxAP under wsolevaluation"
+            )
         self.masks = MaskAccumulator(gt, self.protocol) if masks else None
         if not boxes and not masks:
             raise ValueError("nothing to evaluate: enable boxes or masks")
@@ -698,16 +862,7 @@ class LocalizationEvaluator:
         predictions: Sequence[int] | None = None,
     ) -> np.ndarray:
         """Add raw CAMs of any size; returns the prepared (N, H, W) score maps."""
-        p = self.protocol
-        scoremaps = prepare_scoremaps(
-            cams,
-            image_ids,
-            p.eval_size,
-            p.normalize,
-            p.interpolation,
-            p.invalid_cams,
-            PRECISIONS[p.precision],
-        )
+        scoremaps = self.protocol.scoremaps(cams, image_ids)
         if self.boxes is not None:
             curves = self.boxes.update(scoremaps, image_ids, top1_correct, top5_correct)
             if self.per_image is not None:

@@ -161,7 +161,8 @@ _NUMERIC = ("iou", "gt_known_correct", "MaxBoxAcc_correct", "MaxBoxAccV2_score",
 #: the protocol settings that make results comparable (the name is a column of its own)
 PROTOCOL_SETTINGS = ("cam_curve_interval", "iou_thresholds", "multi_contour", "eval_size",
                      "interpolation", "normalize", "fixed_threshold", "invalid_cams",
-                     "precision", "loc_convention")  # fmt: skip
+                     "precision", "loc_convention", "map_convention", "center_crop",
+                     "ten_crop")  # fmt: skip
 
 
 def _protocol_settings(metrics: dict) -> dict:

@@ -2,7 +2,8 @@
 
 Train: resize to ``resize_size`` x ``resize_size``, random crop ``crop_size``, horizontal flip,
 normalise with ImageNet statistics. Val/test: resize straight to ``crop_size`` x ``crop_size``
-(no crop, so CAMs and boxes share the image's frame), as wsolevaluation does. Resizing, cropping
+(no crop, so CAMs and boxes share the image's frame), as wsolevaluation does; a protocol with a
+centre crop (SAT's) resizes to ``resize_size`` and crops the centre instead. Resizing, cropping
 and flipping act on the PIL image before it becomes a tensor, as in the reference's
 ``data_loaders.py`` (PIL's bilinear resize), so the pixels match its pipeline.
 """
@@ -41,15 +42,28 @@ def train_transform(resize_size: int, crop_size: int) -> v2.Compose:
     )
 
 
-def eval_transform(crop_size: int) -> v2.Compose:
+def eval_transform(crop_size: int, resize_size: int | None = None, crop: bool = True) -> v2.Compose:
+    """Val/test images: resized straight to ``crop_size`` (wsolevaluation's); with
+    ``resize_size``, resized to that square and centre-cropped to ``crop_size`` (SAT's test
+    loaders), or, with ``crop=False``, left whole at ``resize_size`` for crops taken later
+    (:func:`center_and_ten_crops`)."""
+    steps = [v2.Resize((crop_size, crop_size), antialias=True)]
+    if resize_size is not None:
+        steps = [v2.Resize((resize_size, resize_size), antialias=True)]
+        if crop:
+            steps.append(v2.CenterCrop(crop_size))
     return v2.Compose(
-        [
-            v2.Resize((crop_size, crop_size), antialias=True),
-            v2.ToImage(),
-            v2.Lambda(to_unit_float),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
+        [*steps, v2.ToImage(), v2.Lambda(to_unit_float), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )
+
+
+def center_and_ten_crops(images: torch.Tensor, crop_size: int):
+    """(centre crop (B, 3, c, c), the ten crops (10, B, 3, c, c)) of a batch of resized,
+    normalised images: torchvision's ``TenCrop`` (the four corners and the centre, then the
+    same of the horizontally flipped image). Normalising commutes with cropping and flipping,
+    so these equal the crops of SAT's test loader, which normalises each crop."""
+    crops = v2.functional.ten_crop(images, [crop_size, crop_size])
+    return v2.functional.center_crop(images, [crop_size, crop_size]), torch.stack(crops)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
