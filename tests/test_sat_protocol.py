@@ -188,6 +188,31 @@ def test_sat_iou_and_the_crossed_gt():
     ]
 
 
+def test_the_maps_normalisation_is_normalize_maps():
+    # utils/func.py normalize_map: (map - min) / (max - min + 1e-5), in the map's float32, so
+    # the top pixel stays just below 1 and a constant map is all 0
+    from wsol.localize import sat_normalize
+
+    m = np.array([[2.0, 3.0], [4.0, 2.5]], np.float32)
+    f = np.float32
+    want = np.array([[0, 1], [2, 0.5]], np.float32) / (f(2.0) + f(1e-5))
+    got = sat_normalize(m)
+    assert got.dtype == np.float32 and got.tolist() == want.tolist() and got.max() < 1
+    assert sat_normalize(np.full((2, 2), 7.0, np.float32)).tolist() == [[0, 0], [0, 0]]
+
+
+def test_the_sweep_keeps_every_box_inside_the_crop():
+    # crop_gt_boxes drops only crossed boxes (x1 < x0 or y1 < y0): a box one pixel wide or
+    # high at the crop's edge stays, and so does one whose x1 is below its y0
+    crop = (256, 224)
+    thin = crop_gt_boxes(np.array([[0.0, 50.0, 16.5, 100.0]]), (256, 256), crop)
+    assert thin.tolist() == [[0, 34, 0, 84]]  # x: 0 - 16 -> 0, 16.5 - 16 -> 0
+    flat = crop_gt_boxes(np.array([[50.0, 0.0, 100.0, 16.5]]), (256, 256), crop)
+    assert flat.tolist() == [[34, 0, 84, 0]]
+    tall = crop_gt_boxes(np.array([[10.0, 150.0, 40.0, 200.0]]), (256, 256), crop)
+    assert tall.tolist() == [[0, 134, 24, 184]]
+
+
 def test_an_iou_of_exactly_one_half_is_top1_loc_under_sat(monkeypatch):
     # evaluator.py: `cls_loc = 100 if prec1 and max_iou >= 0.5` (TS-CAM's rule is `> 0.5`)
     from wsol import metrics
