@@ -99,6 +99,27 @@ def test_the_default_spg_sites_are_the_third_and_second_last_backbone_modules():
     layout = model.prepare_spg()
     assert layout.b1 == (model.backbone[3], "output") and layout.b2 == (model.backbone[4], "output")
     assert (layout.b1_channels, layout.b2_channels) == (64, 128)
+    # counted from the end, for a backbone of any length (six stages make 3 and -3 the same)
+    stages = list(model.backbone.children())
+    model.backbone = nn.Sequential(nn.Identity(), *stages)
+    layout = model.prepare_spg()
+    assert layout.b1 == (stages[3], "output") and layout.b2 == (stages[4], "output")
+
+
+def test_safetensors_weight_files_are_read_by_safetensors(tmp_path, monkeypatch):
+    # read_state_dict: a .safetensors file goes to safetensors' own reader (torch.load reads
+    # them too since torch 2.x releases, but not the torch 2.4 that pyproject.toml admits)
+    import safetensors.torch
+
+    from wsol.models.wsol_model import read_state_dict
+
+    state = {"w": torch.arange(4.0)}
+    safetensors.torch.save_file(state, tmp_path / "weights.safetensors")
+    calls = []
+    real = safetensors.torch.load_file
+    monkeypatch.setattr(safetensors.torch, "load_file", lambda f: calls.append(f) or real(f))
+    torch.testing.assert_close(read_state_dict(tmp_path / "weights.safetensors")["w"], state["w"])
+    assert calls == [str(tmp_path / "weights.safetensors")]
 
 
 def test_vgg_s_acol_neck_trains_at_the_head_rate():
