@@ -139,4 +139,20 @@ def test_evaluate_a_trained_run_with_bagcams(tmp_path, synth_root, capsys):
     assert main(["evaluate", str(run), "--quiet", "--workers", "0"]) == 0
     plain = json.loads((run / "eval_test" / "metrics.json").read_text())
     assert 0 <= metrics["MaxBoxAccV2"] <= 100 and metrics["PxAP"] != plain["PxAP"]
+    # wsol compare --across cam_method: BagCAMs against CAM on the same checkpoint
+    import pandas as pd
+
+    out = tmp_path / "compare"
+    evals = [str(run / "eval_test"), str(run / "eval_test_bagcams")]
+    assert main(["compare", *evals, "--out", str(out), "--bootstrap", "20",
+                 "--across", "cam_method"]) == 0  # fmt: skip
+    diffs = pd.read_csv(out / "differences.csv")
+    assert set(diffs["across"]) == {"cam_method"} and set(diffs["method"]) == {"base"}
+    assert set(diffs["cam_method"]) == {"bagcams"} and set(diffs["baseline"]) == {"cam"}
+    headline = diffs[diffs["headline"].astype(str).str.lower() == "true"].iloc[0]
+    assert headline["metric"] == "MaxBoxAccV2"
+    assert headline["difference"] == pytest.approx(metrics["MaxBoxAccV2"] - plain["MaxBoxAccV2"])
+    said = capsys.readouterr().out
+    assert "Does BagCAMs localize better than CAM (" in said
+    assert "the checkpoints of plain CAM" in said  # the training method, base
     shutil.rmtree(run)

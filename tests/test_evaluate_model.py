@@ -399,6 +399,22 @@ def test_hierarchical_bootstrap_carries_the_seed_variance():
     assert one == paired_bootstrap(a[0], b[0], 500, seed=3)
 
 
+def test_paired_seeds_are_drawn_together():
+    # two CAM methods on the same checkpoints: seed k of one side and of the other are one
+    # run, so a resample that draws seed k draws it for both (the seeds' spread cancels)
+    from wsol.report import hierarchical_bootstrap
+
+    rng = np.random.default_rng(2)
+    a = rng.random((1, 200)) + np.array([[0.0], [0.5], [-0.4]])  # three seeds far apart
+    b = a + 0.1  # the second CAM method adds 0.1 on every image of every checkpoint
+    mean, lo, hi = hierarchical_bootstrap(a, b, 500, paired=True)
+    assert mean == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
+    _, lo, hi = hierarchical_bootstrap(a, b, 500)  # drawn apart: the seeds' spread shows
+    assert hi - lo > 0.3
+    with pytest.raises(ValueError, match="as many rows"):
+        hierarchical_bootstrap(a, b[:2], 10, paired=True)
+
+
 def _copy_run(src: Path, dst: Path, **config_changes) -> Path:
     """A copy of a run with its evaluation, its config changed, its metrics pointing at it."""
     import shutil

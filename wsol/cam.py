@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 
 CAM_METHODS = ("cam", "gradcam", "gradcampp", "layercam", "scorecam", "bagcams")
+#: how reports name each CAM method (a layer, ``bagcams@backbone.layer3``, is added after it)
+CAM_TITLES = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
+              "layercam": "LayerCAM", "scorecam": "Score-CAM", "bagcams": "BagCAMs"}  # fmt: skip
 
 
 @contextlib.contextmanager

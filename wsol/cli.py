@@ -508,7 +508,9 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .report import answer_sentences, compare_runs
 
-    written = compare_runs(args.runs, args.out, n_boot=args.bootstrap, seed=args.seed)
+    written = compare_runs(
+        args.runs, args.out, n_boot=args.bootstrap, seed=args.seed, across=args.across
+    )
     if args.quiet:  # the files only
         print(" ".join(str(p) for p in written.values() if isinstance(p, Path)))
         return 0
@@ -918,6 +920,14 @@ def _add_compare(sub) -> None:
         "--quiet", action="store_true", help="print only the files written (no table, no sentences)"
     )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--across",
+        choices=("method", "cam_method"),
+        default="method",
+        help="what differences.csv compares: training methods against base (default), or CAM "
+        "methods against cam on each training method's checkpoints (e.g. bagcams against cam, "
+        "the same seeds drawn together)",
+    )
     p.set_defaults(func=cmd_compare)
 
 

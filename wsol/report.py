@@ -210,25 +210,33 @@ def paired_bootstrap(
 
 
 def hierarchical_bootstrap(
-    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+    a: np.ndarray,
+    b: np.ndarray,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    paired: bool = False,
 ):
     """Mean difference b - a and its percentile bootstrap interval over training seeds and
     images: ``a`` (seeds_a, images) and ``b`` (seeds_b, images) hold per-image scores, one row
     per training seed. Each resample draws seeds with replacement for each side, then images
     with replacement (the same images for both sides: paired), so the interval carries the
     seed-to-seed variance as well as the image sampling. With one seed each it is the paired
-    image bootstrap."""
+    image bootstrap. ``paired``: row k of ``a`` and of ``b`` come from one training run (two
+    CAM methods on one checkpoint): the same seeds are drawn for both sides."""
     rng = np.random.default_rng(seed)
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError("a and b must be (seeds, images) with the same images")
+    if paired and len(a) != len(b):
+        raise ValueError("paired seeds need as many rows on both sides")
     n = a.shape[1]
     means = np.empty(n_boot)
     for start in range(0, n_boot, 64):
         stop = min(n_boot, start + 64)
         k = stop - start
         rows_a = rng.integers(0, len(a), size=(k, len(a)))
-        rows_b = rng.integers(0, len(b), size=(k, len(b)))
+        rows_b = rows_a if paired else rng.integers(0, len(b), size=(k, len(b)))
         per_a = a[rows_a].mean(axis=1)  # (k, images): the mean over the drawn seeds
         per_b = b[rows_b].mean(axis=1)
         images = rng.integers(0, n, size=(k, n))
@@ -239,7 +247,11 @@ def hierarchical_bootstrap(
 
 
 def compare_runs(
-    paths: list[str | Path], out_dir: str | Path, n_boot: int = 2000, seed: int = 0
+    paths: list[str | Path],
+    out_dir: str | Path,
+    n_boot: int = 2000,
+    seed: int = 0,
+    across: str = "method",
 ) -> dict[str, Path]:
     """Join evaluations into one table in the papers' layout, with curves and, per data set and
     backbone, each method's difference to ``base`` (or the first method) with a 95% interval
@@ -249,7 +261,10 @@ def compare_runs(
 
     Refuses (:class:`PoolingError`) to pool evaluations of one row whose training configs
     differ in anything but the seed, or that share a seed: they are not seeds of one setting.
-    Give them different names (``wsol evaluate --label``) to compare them as rows."""
+    Give them different names (``wsol evaluate --label``) to compare them as rows.
+
+    ``across="cam_method"``: the differences are between CAM methods (``cam`` the baseline) on
+    each training method's runs, e.g. BagCAMs against CAM on the same checkpoints."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,7 +315,7 @@ def compare_runs(
     (out / "table.md").write_text(_markdown(wide), encoding="utf-8")
 
     results = [(c, m) for c, (_, m, _) in zip(contexts, loaded)]
-    diffs = _differences(per_image, n_boot, seed, results)
+    diffs = _differences(per_image, n_boot, seed, results, across)
     notes = _comparison_notes(loaded, contexts)
     (out / "notes.txt").write_text("".join(n + "\n" for n in notes), encoding="utf-8")
     written = {"runs": out / "runs.csv", "table": out / "table.csv"}
@@ -515,22 +530,38 @@ def _schedule_note(contexts_a: list, contexts_b: list) -> str:
     return "trained on different schedules: " + "; ".join(diff) if diff else ""
 
 
+#: what ``wsol compare --across`` differences, and the baseline each is differenced against
+ACROSS = {"method": "base", "cam_method": "cam"}
+
+
 def _differences(
-    per_image: list, n_boot: int, seed: int, results: list | None = None
+    per_image: list,
+    n_boot: int,
+    seed: int,
+    results: list | None = None,
+    across: str = "method",
 ) -> list[dict]:
     """Each method's difference to the baseline method of its data set, backbone, CAM method
     and protocol: the protocol's headline metric first (``headline`` True), then the other box
     metrics, with hierarchical bootstrap intervals over seeds and images; PxAP (not a sum over
     images) from each run's value, its interval over seeds only. ``results``: (context,
-    metrics.json) of every evaluation, for PxAP."""
+    metrics.json) of every evaluation, for PxAP.
+
+    ``across="cam_method"``: instead, each CAM method's difference to ``cam`` (or the first) on
+    the same training method's runs: the CAMs of one checkpoint against another's of the same
+    checkpoint, so where both sides have the same seeds the bootstrap draws them together."""
     import pandas as pd
+
+    if across not in ACROSS:
+        raise ValueError(f"across must be one of {', '.join(ACROSS)}, not {across!r}")
+    fixed_field = "cam_method" if across == "method" else "method"
 
     def key_of(context) -> tuple:
         # only evaluations of the same ground truth, with the same protocol settings, are paired
         return (
             str(context.get("dataset", "")),
             str(context.get("backbone", "")),
-            str(context.get("cam_method", "")),
+            str(context.get(fixed_field, "")),
             str(context.get("protocol", "wsolevaluation")),
             str(context.get("gt_fingerprint")),
             json.dumps(context.get("protocol_settings"), sort_keys=True),
@@ -539,24 +570,26 @@ def _differences(
     groups: dict = {}
     for context, rows in per_image:
         groups.setdefault(key_of(context), {}).setdefault(
-            str(context.get("method", "")), []
+            str(context.get(across, "")), []
         ).append((context, rows))
     pxap: dict = {}
     for context, metrics in results or []:
         if "PxAP" in metrics:
             entry = pxap.setdefault(key_of(context), {}).setdefault(
-                str(context.get("method", "")), []
+                str(context.get(across, "")), []
             )
             entry.append((context, float(metrics["PxAP"])))
             groups.setdefault(key_of(context), {})
     out = []
     rng = np.random.default_rng(seed)
     for group_key, methods in groups.items():
-        dataset, backbone, cam_method, protocol = group_key[:4]
+        dataset, backbone, fixed, protocol = group_key[:4]
         names = set(methods) | set(pxap.get(group_key, {}))
         if len(names) < 2:
             continue
-        baseline = "base" if "base" in names else sorted(names)[0]
+        baseline = ACROSS[across] if ACROSS[across] in names else sorted(names)[0]
+        for frames in methods.values():  # seed order: the same on both sides where paired
+            frames.sort(key=lambda item: str(item[0].get("seed")))
         headline = PROTOCOL_HEADLINE.get(protocol, "MaxBoxAccV2")
         if headline == "MaxBoxAccV2" and not methods and pxap.get(group_key):
             headline = "PxAP"  # masks only (OpenImages)
@@ -570,8 +603,9 @@ def _differences(
             return pd.concat(cols, axis=1).T
 
         for method in sorted(n for n in names if n != baseline):
-            common_row = {"dataset": dataset, "backbone": backbone, "cam_method": cam_method,
-                          "protocol": protocol, "method": method, "baseline": baseline}  # fmt: skip
+            common_row = {"dataset": dataset, "backbone": backbone, fixed_field: fixed,
+                          across: method, "protocol": protocol, "baseline": baseline,
+                          "across": across}  # fmt: skip
             contexts_a = [c for c, _ in methods.get(baseline, [])] or [
                 c for c, _ in pxap.get(group_key, {}).get(baseline, [])
             ]
@@ -589,8 +623,12 @@ def _differences(
                 common = a.columns.intersection(b.columns)
                 if len(common) == 0:
                     continue
+                seeds_a = [str(c.get("seed")) for c, _ in methods[baseline]]
+                paired = across == "cam_method" and seeds_a == [
+                    str(c.get("seed")) for c, _ in methods[method]
+                ]
                 mean, lo, hi = hierarchical_bootstrap(
-                    a[common].to_numpy(), b[common].to_numpy(), n_boot, seed
+                    a[common].to_numpy(), b[common].to_numpy(), n_boot, seed, paired=paired
                 )
                 out.append({**common_row, "metric": metric, "headline": metric == headline,
                             "difference": mean, "ci95_low": lo, "ci95_high": hi,
@@ -599,11 +637,17 @@ def _differences(
                             "seeds_baseline": len(a), "note": note})  # fmt: skip
             side = pxap.get(group_key, {})
             if baseline in side and method in side:
-                va = np.array([v for _, v in side[baseline]])
-                vb = np.array([v for _, v in side[method]])
+                sa = sorted(side[baseline], key=lambda item: str(item[0].get("seed")))
+                sb = sorted(side[method], key=lambda item: str(item[0].get("seed")))
+                va, vb = np.array([v for _, v in sa]), np.array([v for _, v in sb])
                 diff = float(vb.mean() - va.mean())
                 lo = hi = float("nan")
-                if len(va) > 1 or len(vb) > 1:
+                same_runs = across == "cam_method" and [str(c.get("seed")) for c, _ in sa] == [
+                    str(c.get("seed")) for c, _ in sb
+                ]
+                if same_runs and len(va) > 1:  # one checkpoint's two CAM methods: draw it once
+                    boots = [rng.choice(vb - va, len(va)).mean() for _ in range(n_boot)]
+                elif len(va) > 1 or len(vb) > 1:
                     boots = [
                         rng.choice(vb, len(vb)).mean() - rng.choice(va, len(va)).mean()
                         for _ in range(n_boot)
@@ -635,9 +679,19 @@ def answer_sentences(differences: str | Path, metric: str | None = None) -> list
         chosen = rows[rows["headline"].astype(str).str.lower() == "true"]
     else:  # an older differences.csv
         chosen = rows[rows["metric"] == "MaxBoxAccV2"]
+    from .cam import CAM_TITLES
+
+    def cam_title(name: str) -> str:
+        method, _, layer = str(name).partition("@")
+        return CAM_TITLES.get(method, method) + (f" at {layer}" if layer else "")
+
     out = []
     for _, r in chosen.iterrows():
-        name, base = method_title(r["method"]), method_title(r["baseline"])
+        cams = r.get("across") == "cam_method"  # CAM methods on the same checkpoints
+        if cams:
+            name, base = cam_title(r["cam_method"]), cam_title(r["baseline"])
+        else:
+            name, base = method_title(r["method"]), method_title(r["baseline"])
         lo, hi, diff = r["ci95_low"], r["ci95_high"], r["difference"]
         shown = r["metric"]
         if lo != lo:  # NaN: no interval (one seed per side, a metric that is not per image)
@@ -661,10 +715,13 @@ def answer_sentences(differences: str | Path, metric: str | None = None) -> list
         protocol = r.get("protocol", "wsolevaluation")
         note = r.get("note", "")
         note = f" Note: {note}." if isinstance(note, str) and note else ""
+        where = f"{r['dataset']}, {r['backbone']}"
+        if cams:
+            where += f", the checkpoints of {method_title(r['method'])}"
+            seeds = f"{int(r['seeds_method'])} seeds"
         out.append(
-            f"Does {name} localize better than {base} ({r['dataset']}, {r['backbone']}, "
-            f"{protocol} protocol)? {verdict}: {shown} {diff:+.2f} points ({interval}; "
-            f"{images}{seeds}).{note}"
+            f"Does {name} localize better than {base} ({where}, {protocol} protocol)? "
+            f"{verdict}: {shown} {diff:+.2f} points ({interval}; {images}{seeds}).{note}"
         )
     return out
 
