@@ -91,6 +91,23 @@ def test_a_vit_s_download_hint_names_both_places_of_its_weights():
     hint = create_model("deit_small", 3).download_hint()
     assert hint.startswith("download deit_small_patch16_224's ImageNet weights (")
     assert " or the Hugging Face hub's " in hint and "timm/deit_small_patch16_224" in hint
+    # the two places, joined by exactly these words: the file's URL, then the hub's name
+    url = hint.removeprefix("download deit_small_patch16_224's ImageNet weights (").split(" ")[0]
+    assert url.startswith("https://") and hint.endswith(
+        f"({url} or the Hugging Face hub's timm/deit_small_patch16_224.fb_in1k)"
+    )
+
+
+def test_cams_are_read_in_the_dtype_of_the_features_they_are_given():
+    # features computed under autocast (bf16) and read outside it: the classifier's float32
+    # weights are cast to the features' dtype, not left to make einsum refuse the mix
+    model = create_model("smallcnn", 3).eval()
+    features = torch.rand(2, model.classifier.in_features, 4, 4)
+    classes = torch.tensor([0, 2])
+    full = model.cams(features, classes)
+    half = model.cams(features.to(torch.bfloat16), classes)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), full, rtol=2e-2, atol=2e-2)
 
 
 def test_the_default_spg_sites_are_the_third_and_second_last_backbone_modules():

@@ -120,8 +120,9 @@ def test_cnn_only_methods_refuse_a_vit_with_a_sentence(name, words):
     from wsol.methods import MethodConfig, create_method
 
     method = create_method(MethodConfig(name))
-    with pytest.raises(ValueError, match=f"{words}.*vision transformer"):
+    with pytest.raises(ValueError, match=f"^{words}.*vision transformer") as caught:
         method.adapt_model(_micro())
+    assert str(caught.value).endswith(f"({words} on tokens is not defined by its paper)")
 
 
 def test_adamw_leaves_norms_biases_and_the_embeddings_undecayed():
