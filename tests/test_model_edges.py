@@ -149,3 +149,17 @@ def test_vgg_s_acol_neck_trains_at_the_head_rate():
 def test_a_cnn_asked_for_its_class_token_names_itself():
     with pytest.raises(ValueError, match="^SmallCNN has no class token"):
         create_model("smallcnn", 3).enable_class_attention()
+
+
+@pytest.mark.parametrize("pretrained", [None, "", "none", False])
+def test_every_spelling_of_no_weights_builds_a_random_model(pretrained):
+    # create_model's "no weights" values: a YAML null, an empty override (model.pretrained=),
+    # the word none, and False; none of them is read as a file
+    model = create_model("smallcnn", 3, pretrained=pretrained)
+    assert model.classifier.out_features == 3
+
+
+def test_options_a_model_lacks_are_named_together():
+    with pytest.raises(ValueError) as caught:
+        create_model("smallcnn", 3, large_feature_map=True, drop_path_rate=0.1)
+    assert str(caught.value) == "model smallcnn has no large_feature_map or drop_path_rate option"
