@@ -163,3 +163,31 @@ def test_options_a_model_lacks_are_named_together():
     with pytest.raises(ValueError) as caught:
         create_model("smallcnn", 3, large_feature_map=True, drop_path_rate=0.1)
     assert str(caught.value) == "model smallcnn has no large_feature_map or drop_path_rate option"
+
+
+def test_pretrained_torchvision_asks_for_the_backbones_own_weights(monkeypatch):
+    # create_model asks torchvision for the weights the backbone's registration names (not
+    # some other file); torchvision's own random state dict stands in for the download
+    import warnings
+
+    import torchvision
+
+    from wsol.models import backbones
+
+    asked = []
+
+    def fake(weights_name):
+        asked.append(weights_name)
+        return torchvision.models.resnet18(weights=None).state_dict()
+
+    monkeypatch.setattr(backbones, "torchvision_state_dict", fake)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every backbone weight is found
+        create_model("resnet18", 3, pretrained="torchvision")
+    assert asked == ["ResNet18_Weights.IMAGENET1K_V1"]
+
+
+def test_a_model_without_torchvision_weights_says_so_in_one_sentence():
+    with pytest.raises(ValueError) as caught:
+        create_model("smallcnn", 3, pretrained="torchvision")
+    assert str(caught.value) == "model smallcnn has no torchvision weights"
