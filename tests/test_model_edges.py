@@ -191,3 +191,50 @@ def test_a_model_without_torchvision_weights_says_so_in_one_sentence():
     with pytest.raises(ValueError) as caught:
         create_model("smallcnn", 3, pretrained="torchvision")
     assert str(caught.value) == "model smallcnn has no torchvision weights"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "smallcnn", "vit_micro"])
+def test_the_classifier_starts_as_the_references_n_0_0_01(name):
+    # wsolevaluation wsol/util.py initialize_weights: nn.Linear weight normal_(0, 0.01), bias 0
+    torch.manual_seed(0)
+    classifier = create_model(name, 200).classifier
+    weight = classifier.weight.detach().double()
+    assert weight.numel() >= 10_000  # enough draws for a std within a few percent
+    assert abs(weight.mean().item()) < 1e-3
+    assert 0.0095 < weight.std().item() < 0.0105
+    assert torch.equal(classifier.bias, torch.zeros_like(classifier.bias))
+
+
+def _saved_on_a_gpu(path, obj) -> None:
+    """``obj`` written as torch.save writes it on a GPU: its storages' location tag rewritten
+    from cpu to cuda:0 in the archive's pickle (protocol 2 writes it as BINUNICODE), so that
+    reading it without a map_location fails on a machine without CUDA, as a GPU run's file does."""
+    import zipfile
+
+    torch.save(obj, path.with_suffix(".cpu"))
+    with zipfile.ZipFile(path.with_suffix(".cpu")) as zin, zipfile.ZipFile(path, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name.endswith("data.pkl"):
+                moved = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+                assert moved != data
+                data = moved
+            zout.writestr(name, data)
+
+
+def test_weights_and_checkpoints_saved_on_a_gpu_are_read_onto_the_cpu(tmp_path):
+    # a model trained on a GPU is evaluated or fine-tuned on a laptop: every file is read with
+    # map_location="cpu", never onto the device it was saved from
+    from wsol.models.wsol_model import read_state_dict
+    from wsol.runtime import load_checkpoint
+
+    state = {"backbone.w": torch.arange(4.0)}
+    _saved_on_a_gpu(tmp_path / "weights.pth", state)
+    if not torch.cuda.is_available():  # the file really is a GPU one
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "weights.pth", weights_only=True)
+    read = read_state_dict(tmp_path / "weights.pth")
+    assert read["backbone.w"].device.type == "cpu" and torch.equal(read["backbone.w"], state["backbone.w"])
+    _saved_on_a_gpu(tmp_path / "last.pt", {"model": state, "config": {}})
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["model"]["backbone.w"].device.type == "cpu"
