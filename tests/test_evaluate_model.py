@@ -726,3 +726,30 @@ def test_the_default_evaluation_picks_overlap_from_the_free_cores(trained_runs, 
         monkeypatch.setattr(evaluate, "sweep_cores", lambda device, c=cores: c)
         evaluate.evaluate_model(model, split, Protocol(cam_curve_interval=0.01), **common)
         assert any(k.get("initargs") == (cores,) for k in made) == overlaps
+
+
+def test_cam_methods_are_paired_by_checkpoint_not_by_seed_alone():
+    # --across cam_method draws a seed's two evaluations together only where both read the same
+    # checkpoint file; the same seeds of different runs are drawn apart, with a note saying so
+    import pandas as pd
+
+    from wsol.report import _differences
+
+    rng = np.random.default_rng(0)
+    ids = [f"img{i}" for i in range(40)]
+
+    def evaluation(cam_method, seed, checkpoint, shift):
+        context = {"dataset": "CUB", "backbone": "resnet50", "method": "cutmix",
+                   "cam_method": cam_method, "seed": seed, "checkpoint": checkpoint,
+                   "protocol": "wsolevaluation", "gt_fingerprint": "g"}  # fmt: skip
+        scores = np.clip(50 + 30 * rng.standard_normal(40) + shift, 0, 100)
+        return context, pd.DataFrame({"image_id": ids, "MaxBoxAccV2_score": scores})
+
+    same = [evaluation(c, s, f"runs/s{s}/last.pt", 5.0 * (c == "bagcams")) for c in ("cam", "bagcams") for s in (0, 1)]  # fmt: skip
+    rows = _differences(same, 50, 0, across="cam_method")
+    assert rows and all(r["note"] == "" for r in rows)
+    other = [evaluation("cam", s, f"runs/s{s}/last.pt", 0) for s in (0, 1)] + [
+        evaluation("bagcams", s, f"elsewhere/s{s}/last.pt", 5) for s in (0, 1)
+    ]
+    rows = _differences(other, 50, 0, across="cam_method")
+    assert rows and all("not read on the same checkpoints" in r["note"] for r in rows)

@@ -505,6 +505,17 @@ def _resampled(seeds_a: int, seeds_b: int, images: bool) -> str:
     return "seeds" if several else "nothing (one seed per side: no interval)"
 
 
+def _same_checkpoints(contexts_a: list, contexts_b: list) -> bool:
+    """Whether two sides' evaluations, in seed order, read the same checkpoint files one for
+    one (two CAM methods on the same training runs)."""
+
+    def runs(contexts):
+        ordered = sorted(contexts, key=lambda c: str(c.get("seed")))
+        return [(str(c.get("seed")), str(c.get("checkpoint"))) for c in ordered]
+
+    return len(contexts_a) > 0 and runs(contexts_a) == runs(contexts_b)
+
+
 def _schedule_note(contexts_a: list, contexts_b: list) -> str:
     """'' if both sides trained on one schedule, else what differs (epochs, steps, batch)."""
 
@@ -613,6 +624,12 @@ def _differences(
                 c for c, _ in pxap.get(group_key, {}).get(method, [])
             ]
             note = _schedule_note(contexts_a, contexts_b)
+            # one checkpoint per seed read by both CAM methods: its two evaluations are drawn
+            # together (compared by checkpoint file, not by seed alone)
+            paired = across == "cam_method" and _same_checkpoints(contexts_a, contexts_b)
+            if across == "cam_method" and not paired:
+                unpaired = "the CAM methods were not read on the same checkpoints (drawn apart)"
+                note = f"{note}; {unpaired}" if note else unpaired
             for metric in metrics:
                 if method not in methods or baseline not in methods:
                     continue
@@ -623,10 +640,6 @@ def _differences(
                 common = a.columns.intersection(b.columns)
                 if len(common) == 0:
                     continue
-                seeds_a = [str(c.get("seed")) for c, _ in methods[baseline]]
-                paired = across == "cam_method" and seeds_a == [
-                    str(c.get("seed")) for c, _ in methods[method]
-                ]
                 mean, lo, hi = hierarchical_bootstrap(
                     a[common].to_numpy(), b[common].to_numpy(), n_boot, seed, paired=paired
                 )
@@ -642,9 +655,9 @@ def _differences(
                 va, vb = np.array([v for _, v in sa]), np.array([v for _, v in sb])
                 diff = float(vb.mean() - va.mean())
                 lo = hi = float("nan")
-                same_runs = across == "cam_method" and [str(c.get("seed")) for c, _ in sa] == [
-                    str(c.get("seed")) for c, _ in sb
-                ]
+                same_runs = across == "cam_method" and _same_checkpoints(
+                    [c for c, _ in sa], [c for c, _ in sb]
+                )
                 if same_runs and len(va) > 1:  # one checkpoint's two CAM methods: draw it once
                     boots = [rng.choice(vb - va, len(va)).mean() for _ in range(n_boot)]
                 elif len(va) > 1 or len(vb) > 1:
