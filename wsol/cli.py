@@ -926,7 +926,7 @@ def _add_compare(sub) -> None:
         default="method",
         help="what differences.csv compares: training methods against base (default), or CAM "
         "methods against cam on each training method's checkpoints (e.g. bagcams against cam, "
-        "the same seeds drawn together)",
+        "each checkpoint's two evaluations drawn together)",
     )
     p.set_defaults(func=cmd_compare)
 
