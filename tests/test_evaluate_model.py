@@ -753,3 +753,12 @@ def test_cam_methods_are_paired_by_checkpoint_not_by_seed_alone():
     ]
     rows = _differences(other, 50, 0, across="cam_method")
     assert rows and all("not read on the same checkpoints" in r["note"] for r in rows)
+
+
+def test_nothing_to_difference_is_said_of_what_was_compared(tmp_path):
+    from wsol.report import answer_sentences
+
+    (said,) = answer_sentences(tmp_path / "differences.csv")
+    assert said.startswith("Only one method per data set and backbone")
+    (said,) = answer_sentences(tmp_path / "differences.csv", across="cam_method")
+    assert said.startswith("Only one CAM method per training method, data set and backbone")

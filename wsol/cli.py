@@ -522,7 +522,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if notes and "differences" not in written:
         return 0  # the notes say why there is nothing to difference
-    for sentence in answer_sentences(Path(args.out) / "differences.csv"):
+    for sentence in answer_sentences(Path(args.out) / "differences.csv", across=args.across):
         print(sentence)
     return 0
 

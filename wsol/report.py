@@ -673,15 +673,24 @@ def _differences(
     return out
 
 
-def answer_sentences(differences: str | Path, metric: str | None = None) -> list[str]:
+def answer_sentences(
+    differences: str | Path, metric: str | None = None, across: str = "method"
+) -> list[str]:
     """One plain sentence per method of a ``differences.csv``: does it localize better than its
     baseline under the row's protocol, by how much (the protocol's headline metric, or
-    ``metric``), and how sure is that (the 95% interval, and what it resamples)."""
+    ``metric``), and how sure is that (the 95% interval, and what it resamples). ``across``:
+    what the comparison differenced (``wsol compare --across``), for the sentence when there
+    was nothing to difference."""
     import pandas as pd
 
     path = Path(differences)
     rows = pd.read_csv(path) if path.is_file() and path.stat().st_size > 1 else pd.DataFrame()
     if rows.empty:
+        if across == "cam_method":
+            return [
+                "Only one CAM method per training method, data set and backbone: there is "
+                "nothing to difference (no differences.csv)."
+            ]
         return [
             "Only one method per data set and backbone: there is nothing to difference "
             "(no differences.csv)."
