@@ -195,3 +195,49 @@ def test_the_normalization_loss_is_zero_on_binary_flat_maps_and_largest_at_one_h
     assert half < 0.25  # zero padding pulls the border below 1/2
     inner = F.conv2d(torch.full((1, 1, 4, 4), 0.5), kernel[None, None], padding=1)[0, 0, 1:3, 1:3]
     torch.testing.assert_close(inner, torch.full((2, 2), 0.5))  # the kernel sums to 1
+
+
+def test_sat_is_refused_on_a_model_another_method_has_given_a_head():
+    # a TS-CAM model has a method head and no suffix token: SAT would replace its head
+    tscam = create_method(MethodConfig("tscam")).adapt_model(create_model("vit_micro", 3))
+    assert tscam.method_head is not None and tscam.suffix_tokens == 0
+    with pytest.raises(ValueError, match="^SAT's token is added once, to a model without a"):
+        create_method(MethodConfig("sat")).adapt_model(tscam)
+
+
+def test_the_tokens_are_the_official_shape_and_start_and_the_head_trains_at_the_head_rate():
+    # Model/SAT.py: loc_token and loc_embed nn.Parameter(torch.zeros(1, 1, embed_dim)), then
+    # timm's trunc_normal_(std=.02) (bounds -2, 2); SAT's head parameters are head parameters
+    from wsol.methods.sat import SATHead
+
+    torch.manual_seed(0)
+    head = SATHead(channels=20_000, num_classes=2, prefix_tokens=1)
+    for token in (head.loc_token.detach(), head.loc_embed.detach()):
+        assert token.shape == (1, 1, 20_000)
+        assert abs(float(token.mean())) < 1e-3 and 0.019 < float(token.std()) < 0.021
+        assert float(token.abs().max()) < 0.2  # no draw near the bounds at 0.02 std
+    model = create_method(MethodConfig("sat")).adapt_model(create_model("vit_micro", 3))
+    names = {n for n, _ in model.named_parameters() if n.startswith("method_head.")}
+    assert names and all(model.is_head_parameter(n) for n in names)
+    assert not model.is_head_parameter("backbone.cls_token")
+
+
+def test_the_token_is_appended_in_the_dtype_of_the_tokens():
+    from wsol.methods.sat import SATHead
+
+    head = SATHead(channels=8, num_classes=2, prefix_tokens=1)
+    tokens = torch.randn(2, 5, 8, dtype=torch.bfloat16)
+    out = head.append_token(tokens)
+    assert out.shape == (2, 6, 8) and out.dtype == torch.bfloat16
+
+
+def test_the_loss_applies_the_label_smoothing_it_is_given():
+    # the training loss is CE(label_smoothing) + the two constraints, smoothing included
+    method, model = fixtures.our_model()
+    x, y = fixtures.fixed_input()
+    with torch.no_grad():
+        logits, plain = method.training_loss(model, MixedBatch(x, y, y, 1.0))
+        _, smoothed = method.training_loss(model, MixedBatch(x, y, y, 1.0), label_smoothing=0.1)
+    gap = F.cross_entropy(logits, y, label_smoothing=0.1) - F.cross_entropy(logits, y)
+    torch.testing.assert_close(smoothed - plain, gap)
+    assert abs(float(gap)) > 1e-6
