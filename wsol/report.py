@@ -506,12 +506,12 @@ def _resampled(seeds_a: int, seeds_b: int, images: bool) -> str:
 
 
 def _same_checkpoints(contexts_a: list, contexts_b: list) -> bool:
-    """Whether two sides' evaluations, in seed order, read the same checkpoint files one for
-    one (two CAM methods on the same training runs)."""
+    """Whether two sides' evaluations, in the order given, read the same checkpoint files one
+    for one (two CAM methods on the same training runs): row k of one side may then be drawn
+    with row k of the other."""
 
     def runs(contexts):
-        ordered = sorted(contexts, key=lambda c: str(c.get("seed")))
-        return [(str(c.get("seed")), str(c.get("checkpoint"))) for c in ordered]
+        return [(str(c.get("seed")), str(c.get("checkpoint"))) for c in contexts]
 
     return len(contexts_a) > 0 and runs(contexts_a) == runs(contexts_b)
 
@@ -595,14 +595,15 @@ def _differences(
     rng = np.random.default_rng(seed)
     for group_key, methods in groups.items():
         dataset, backbone, fixed, protocol = group_key[:4]
-        names = set(methods) | set(pxap.get(group_key, {}))
+        side = pxap.get(group_key, {})  # PxAP per method, one value per run
+        names = set(methods) | set(side)
         if len(names) < 2:
             continue
         baseline = ACROSS[across] if ACROSS[across] in names else sorted(names)[0]
-        for frames in methods.values():  # seed order: the same on both sides where paired
-            frames.sort(key=lambda item: str(item[0].get("seed")))
+        for entries in (*methods.values(), *side.values()):  # seed order on every side
+            entries.sort(key=lambda item: str(item[0].get("seed")))
         headline = PROTOCOL_HEADLINE.get(protocol, "MaxBoxAccV2")
-        if headline == "MaxBoxAccV2" and not methods and pxap.get(group_key):
+        if headline == "MaxBoxAccV2" and not methods and side:
             headline = "PxAP"  # masks only (OpenImages)
         metrics = [headline, *(m for m in ("MaxBoxAccV2", "MaxBoxAcc") if m != headline)]
 
@@ -618,10 +619,10 @@ def _differences(
                           across: method, "protocol": protocol, "baseline": baseline,
                           "across": across}  # fmt: skip
             contexts_a = [c for c, _ in methods.get(baseline, [])] or [
-                c for c, _ in pxap.get(group_key, {}).get(baseline, [])
+                c for c, _ in side.get(baseline, [])
             ]
             contexts_b = [c for c, _ in methods.get(method, [])] or [
-                c for c, _ in pxap.get(group_key, {}).get(method, [])
+                c for c, _ in side.get(method, [])
             ]
             note = _schedule_note(contexts_a, contexts_b)
             # one checkpoint per seed read by both CAM methods: its two evaluations are drawn
@@ -648,10 +649,8 @@ def _differences(
                             "resampled": _resampled(len(a), len(b), True),
                             "images": len(common), "seeds_method": len(b),
                             "seeds_baseline": len(a), "note": note})  # fmt: skip
-            side = pxap.get(group_key, {})
             if baseline in side and method in side:
-                sa = sorted(side[baseline], key=lambda item: str(item[0].get("seed")))
-                sb = sorted(side[method], key=lambda item: str(item[0].get("seed")))
+                sa, sb = side[baseline], side[method]
                 va, vb = np.array([v for _, v in sa]), np.array([v for _, v in sb])
                 diff = float(vb.mean() - va.mean())
                 lo = hi = float("nan")
