@@ -762,3 +762,22 @@ def test_nothing_to_difference_is_said_of_what_was_compared(tmp_path):
     assert said.startswith("Only one method per data set and backbone")
     (said,) = answer_sentences(tmp_path / "differences.csv", across="cam_method")
     assert said.startswith("Only one CAM method per training method, data set and backbone")
+
+
+def test_a_cam_method_sentence_counts_each_sides_seeds_when_they_differ(tmp_path):
+    import pandas as pd
+
+    from wsol.report import answer_sentences
+
+    row = {"dataset": "CUB", "backbone": "resnet50", "method": "cutmix", "cam_method": "bagcams",
+           "baseline": "cam", "across": "cam_method", "protocol": "wsolevaluation",
+           "metric": "MaxBoxAccV2", "headline": True, "difference": 1.0, "ci95_low": 0.5,
+           "ci95_high": 1.5, "resampled": "seeds and images", "images": 10,
+           "seeds_method": 3, "seeds_baseline": 3, "note": ""}  # fmt: skip
+    path = tmp_path / "differences.csv"
+    pd.DataFrame([row]).to_csv(path, index=False)
+    (said,) = answer_sentences(path)
+    assert "10 test images, 3 seeds)" in said
+    pd.DataFrame([{**row, "seeds_baseline": 2}]).to_csv(path, index=False)
+    (said,) = answer_sentences(path)
+    assert "10 test images, 3 and 2 seeds)" in said

@@ -739,7 +739,8 @@ def answer_sentences(
         where = f"{r['dataset']}, {r['backbone']}"
         if cams:
             where += f", the checkpoints of {method_title(r['method'])}"
-            seeds = f"{int(r['seeds_method'])} seeds"
+            if int(r["seeds_method"]) == int(r["seeds_baseline"]):  # the same runs read twice
+                seeds = f"{int(r['seeds_method'])} seeds"
         out.append(
             f"Does {name} localize better than {base} ({where}, {protocol} protocol)? "
             f"{verdict}: {shown} {diff:+.2f} points ({interval}; {images}{seeds}).{note}"
