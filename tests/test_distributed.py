@@ -3,6 +3,7 @@ stops."""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -55,6 +56,15 @@ def test_a_resumed_two_process_run_equals_an_uninterrupted_one(synth_root, tmp_p
         "train", str(cfg), "--out", str(tmp_path / "a"), "--quiet", *overrides, "epochs=2"
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    # a two-process run writes as one: a log row per epoch, last and best once, and a state
+    # dict without DDP's "module." prefix
+    with open(tmp_path / "a" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(float(r["train_loss"]) > 0 for r in rows)
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.pt")) == ["best.pt", "last.pt"]
+    ckpt = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in ckpt["model"])
     done = _torchrun(
         "train", str(cfg), "--out", str(tmp_path / "b"), "--quiet", *overrides, "epochs=1"
     )

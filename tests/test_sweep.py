@@ -3,6 +3,7 @@ workers and with a killed one."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -36,6 +37,18 @@ def _sweep_cmd(root, space, out, trials, *extra) -> list[str]:
 
 def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture
+def in_process(monkeypatch, tmp_path):
+    """``wsol sweep`` run through the CLI's ``main`` in this process (its trials are still
+    child processes, one thread each): a command the test need not kill costs no interpreter
+    start of its own."""
+    from wsol.cli import main
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.chdir(tmp_path)
+    return lambda cmd: main(cmd[cmd.index("wsol.cli") + 1 :])
 
 
 def test_space_files_are_checked_with_file_and_line(tmp_path):
@@ -86,14 +99,11 @@ def test_overrides_read_back_exactly():
 
 
 def test_a_three_trial_sweep_on_sqlite_writes_its_outputs_and_continues(
-    synth_root, tmp_path, space
+    synth_root, tmp_path, space, in_process, capfd
 ):
     out = tmp_path / "sweep"
-    run = subprocess.run(
-        [*_sweep_cmd(synth_root, space, out, 3), "--seed", "0"],
-        capture_output=True, text=True, env=_env(), cwd=tmp_path,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert in_process([*_sweep_cmd(synth_root, space, out, 3), "--seed", "0"]) == 0
+    stdout = capfd.readouterr().out
     assert (out / "study.db").is_file()
     table = pd.read_csv(out / "sweep.csv")
     assert list(table["state"]) == ["COMPLETE"] * 3
@@ -115,19 +125,19 @@ def test_a_three_trial_sweep_on_sqlite_writes_its_outputs_and_continues(
         .startswith("# chosen by a sweep whose trials trained with 1")
     )
     assert (out / "plots" / "optim.lr.png").is_file()
-    assert "3/3 complete" in run.stdout
+    assert "3/3 complete" in stdout
 
     # the same command again: the study is complete, nothing more runs; --test-best trains the
     # chosen config with a seed and evaluates it on test
-    again = subprocess.run([*_sweep_cmd(synth_root, space, out, 3), "--test-best", "1"],
-                           capture_output=True, text=True, env=_env(), cwd=tmp_path)  # fmt: skip
-    assert again.returncode == 0 and len(pd.read_csv(out / "sweep.csv")) == 3, again.stderr
+    assert in_process([*_sweep_cmd(synth_root, space, out, 3), "--test-best", "1"]) == 0
+    again = capfd.readouterr().out
+    assert len(pd.read_csv(out / "sweep.csv")) == 3
     tested = json.loads((out / "best" / "seed_0" / "eval_test" / "metrics.json").read_text())
     assert tested["split"] == "test" and tested["context"]["seed"] == 0
     assert tested["context"]["method"] == "base-swept"  # a row of its own in `wsol compare`
     trained = yaml.safe_load((out / "best" / "seed_0" / "config.yaml").read_text())
     assert trained["optim"]["lr"] == best["optim.lr"]
-    assert "wsol compare" in again.stdout
+    assert "wsol compare" in again
     # another space in the same study is refused, before any trial runs
     from wsol.sweep import run_sweep
 
@@ -203,32 +213,35 @@ def test_the_trial_seeded_sampler_draws_as_random_search_does():
     assert len(set(values)) == 400  # every trial its own draw
 
 
-def test_a_locked_study_database_fails_within_seconds(synth_root, tmp_path, space):
+def test_a_locked_study_database_fails_within_seconds(
+    synth_root, tmp_path, space, in_process, capsys
+):
     import sqlite3
 
-    from wsol.sweep import SQLITE_WAIT_S
+    from wsol.sweep import SQLITE_WAIT_S, open_study
 
+    assert inspect.signature(open_study).parameters["lock_wait"].default == SQLITE_WAIT_S == 10
     out = tmp_path / "locked"
     out.mkdir()
     holder = sqlite3.connect(out / "study.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another process holds the database
     try:
         start = time.time()
-        done = subprocess.run(_sweep_cmd(synth_root, space, out, 1), capture_output=True,
-                              text=True, env=_env(), timeout=120)  # fmt: skip
+        code = in_process([*_sweep_cmd(synth_root, space, out, 1), "--lock-wait", "1.5"])
         took = time.time() - start
     finally:
         holder.rollback()
         holder.close()
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "is locked by another process" in done.stderr and "Traceback" not in done.stderr
-    assert took < SQLITE_WAIT_S + 30  # the wait and the start of the command, not minutes
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "is locked by another process (it waited 1.5 s)" in err and "Traceback" not in err
+    assert 1.5 <= took < 1.5 + 30  # it waited as long as it was told, not minutes
 
 
-def test_a_missing_data_root_is_refused_before_the_first_trial(tmp_path, space):
-    done = subprocess.run(_sweep_cmd(tmp_path / "nowhere", space, tmp_path / "s", 1),
-                          capture_output=True, text=True, env=_env())  # fmt: skip
-    assert done.returncode == 2 and "data.root" in done.stderr and "does not exist" in done.stderr
+def test_a_missing_data_root_is_refused_before_the_first_trial(tmp_path, space, in_process, capsys):
+    assert in_process(_sweep_cmd(tmp_path / "nowhere", space, tmp_path / "s", 1)) == 2
+    err = capsys.readouterr().err
+    assert "data.root" in err and "does not exist" in err
     assert not (tmp_path / "s" / "trials").exists()
 
 
@@ -280,7 +293,9 @@ def test_two_workers_share_a_postgresql_study(synth_root, tmp_path, space, postg
     assert not (out / "study.db").exists()  # the study lives in the server
 
 
-def test_a_killed_worker_leaves_a_study_the_next_command_completes(synth_root, tmp_path, space):
+def test_a_killed_worker_leaves_a_study_the_next_command_completes(
+    synth_root, tmp_path, space, in_process
+):
     out = tmp_path / "killed"
     cmd = [*_sweep_cmd(synth_root, space, out, 2), "--heartbeat", "1"]
     cmd[cmd.index("epochs=1")] = "epochs=3"
@@ -293,8 +308,7 @@ def test_a_killed_worker_leaves_a_study_the_next_command_completes(synth_root, t
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     time.sleep(4)  # the trial's heartbeat goes stale (grace period: 3 heartbeats)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert in_process(cmd) == 0  # the next command, here in this process
     table = pd.read_csv(out / "sweep.csv")
     complete = _complete_trials(out)
     assert len(complete) == 2

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import cpu_run, free_port
+from conftest import cpu_run
 
 from wsol.config import load_config
 from wsol.train import train
@@ -125,24 +125,6 @@ def test_missing_data_fails_before_any_work(tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match="unknown key 'lrr'"):
         load_config(None, ["optim.lrr=1"])
-
-
-def test_two_process_gloo_torchrun(tiny_synth, tmp_path):
-    run = tmp_path / "ddp"
-    cfg_file = tmp_path / "cfg.yaml"
-    cfg_file.write_text("{}\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-        "-m", "wsol.cli", "train", str(cfg_file), "--out", str(run), "--quiet",
-        *_overrides(tiny_synth, epochs=1),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True, env=env, timeout=600)
-    rows = _log(run)
-    assert len(rows) == 1 and float(rows[0]["train_loss"]) > 0
-    assert (run / "last.pt").is_file() and len(list(run.glob("*.pt"))) == 2  # last and best, once
-    ckpt = torch.load(run / "last.pt", weights_only=False)
-    assert not any(k.startswith("module.") for k in ckpt["model"])
 
 
 @pytest.mark.parametrize(

@@ -550,6 +550,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         nproc=args.nproc,
         prune=args.prune,
         heartbeat=args.heartbeat,
+        lock_wait=args.lock_wait,
         echo=not args.quiet,
     )
     print(f"trials: {written['csv']}")
@@ -987,6 +988,14 @@ def _add_sweep(sub) -> None:
         default=60.0,
         help="seconds between a trial's heartbeats; a trial silent for 3 of them is failed and "
         "retried (default 60)",
+    )
+    p.add_argument(
+        "--lock-wait",
+        type=number(float, 0, low_open=True),
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a write to a SQLite study waits for another process's before the sweep "
+        "says the database is locked (default 10; raise it on a slow network file system)",
     )
     p.add_argument("--quiet", action="store_true", help="no line per finished trial")
     p.set_defaults(func=cmd_sweep)

@@ -241,7 +241,15 @@ def _retry_callback():
     )
 
 
-def open_study(url: str, name: str, sampler: str, seed: int | None, prune: bool, heartbeat: float):
+def open_study(
+    url: str,
+    name: str,
+    sampler: str,
+    seed: int | None,
+    prune: bool,
+    heartbeat: float,
+    lock_wait: float = SQLITE_WAIT_S,
+):
     import optuna
     from optuna.storages import RDBStorage
 
@@ -249,7 +257,7 @@ def open_study(url: str, name: str, sampler: str, seed: int | None, prune: bool,
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
     # a SQLite write waits at most this long for another worker's; a database that stays
     # locked (another process holds it) is reported within seconds, not retried for minutes
-    engine = {"connect_args": {"timeout": SQLITE_WAIT_S}} if url.startswith("sqlite") else {}
+    engine = {"connect_args": {"timeout": lock_wait}} if url.startswith("sqlite") else {}
     for attempt in range(4):
         try:
             with warnings.catch_warnings():
@@ -278,7 +286,7 @@ def open_study(url: str, name: str, sampler: str, seed: int | None, prune: bool,
             if "database is locked" in str(err):  # workers creating the tables at once
                 raise ValueError(
                     f"the study database {_safe(url)} is locked by another process (it waited "
-                    f"{SQLITE_WAIT_S:g} s): stop that process, or give another --storage"
+                    f"{lock_wait:g} s): stop that process, or give another --storage"
                 ) from None
             if attempt == 3:
                 raise ValueError(f"cannot open the study storage {_safe(url)}: {err}") from None
@@ -562,7 +570,10 @@ class Sweep:
             seen = scores
             if done:
                 return seen
-            time.sleep(self.poll)
+            try:  # wakes as soon as the trainer exits, not at the next poll
+                proc.wait(timeout=self.poll)
+            except subprocess.TimeoutExpired:
+                pass
 
 
 def run_sweep(
@@ -579,6 +590,7 @@ def run_sweep(
     nproc: int = 1,
     prune: bool = False,
     heartbeat: float = 60.0,
+    lock_wait: float = SQLITE_WAIT_S,
     echo: bool = True,
 ) -> dict:
     """Run (or continue) a sweep until its study has ``trials`` complete trials; returns the
@@ -593,6 +605,8 @@ def run_sweep(
         raise ValueError(f"--nproc must be >= 1, not {nproc}")
     if not heartbeat > 0:
         raise ValueError(f"--heartbeat must be > 0 seconds, not {heartbeat}")
+    if not lock_wait > 0:
+        raise ValueError(f"--lock-wait must be > 0 seconds, not {lock_wait}")
     config, out = Path(config).resolve(), Path(out)
     cfg = load_config(config, overrides)  # every key and value checked before any trial
     base_dict = yaml.safe_load(config.read_text()) or {}
@@ -607,7 +621,7 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name or out.resolve().name
-    study = open_study(storage_url(out, storage), name, sampler, seed, prune, heartbeat)
+    study = open_study(storage_url(out, storage), name, sampler, seed, prune, heartbeat, lock_wait)
     identity = {
         "config": yaml.safe_load(config.read_text()),
         "overrides": sorted(overrides),
