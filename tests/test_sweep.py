@@ -149,19 +149,17 @@ def test_a_three_trial_sweep_on_sqlite_writes_its_outputs_and_continues(
     assert len(pd.read_csv(out / "sweep.csv")) == 3
 
 
-def _two_workers(root, space, out, trials, *extra) -> None:
-    procs = [
-        subprocess.Popen(
-            _sweep_cmd(root, space, out, trials, *extra),
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        for _ in range(2)
-    ]
-    outputs = [p.communicate(timeout=240)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
+def _two_workers(run_here, root, space, out, trials, *extra) -> None:
+    """Two workers of one command at once: one in a process of its own, one in this process."""
+    cmd = _sweep_cmd(root, space, out, trials, *extra)
+    other = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        here = run_here(cmd)
+    finally:
+        output = other.communicate(timeout=240)[0]
+    assert here == 0 and other.returncode == 0, output
 
 
 def _complete_trials(out: Path) -> pd.DataFrame:
@@ -172,11 +170,13 @@ def _complete_trials(out: Path) -> pd.DataFrame:
     return complete
 
 
-def test_two_workers_on_one_storage_complete_exactly_the_trials(synth_root, tmp_path, space):
+def test_two_workers_on_one_storage_complete_exactly_the_trials(
+    synth_root, tmp_path, space, in_process
+):
     # both workers run the same command, one --seed included (docs/sweep.md): their trials
     # still differ, each draw being a function of the seed and the trial's number
     out = tmp_path / "shared"
-    _two_workers(synth_root, space, out, 2, "--seed", "7")
+    _two_workers(in_process, synth_root, space, out, 2, "--seed", "7")
     complete = _complete_trials(out)
     assert len(complete) == 2
     import optuna
@@ -286,9 +286,9 @@ def postgres():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_two_workers_share_a_postgresql_study(synth_root, tmp_path, space, postgres):
+def test_two_workers_share_a_postgresql_study(synth_root, tmp_path, space, postgres, in_process):
     out = tmp_path / "pg_sweep"
-    _two_workers(synth_root, space, out, 2, "--storage", postgres, "--study", "pg-test")
+    _two_workers(in_process, synth_root, space, out, 2, "--storage", postgres, "--study", "pg-test")
     assert len(_complete_trials(out)) == 2
     assert not (out / "study.db").exists()  # the study lives in the server
 
