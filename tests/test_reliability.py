@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import cpu_run
 from PIL import Image
 
@@ -226,13 +227,18 @@ def test_corrupt_image_during_evaluation_names_the_file(tmp_path, capsys):
     victim = read_cub(data, "test").records[0].path
     assert victim in test_images
     victim.write_bytes(victim.read_bytes()[:-60])  # the header reads, the pixels do not
+    import multiprocessing
+
     for workers in ("0", "1"):
+        before = {c.pid for c in multiprocessing.active_children()}
         code = main(["evaluate", str(tmp_path / "run"), "--quiet", "--workers", workers,
                      "--out", str(tmp_path / f"e{workers}")])  # fmt: skip
         assert code == 2
         err = capsys.readouterr().err
         assert f"cannot read image {victim}" in err and "--skip-bad-images" in err
         assert "Traceback" not in err
+        # the failed evaluation's loader workers are stopped, not left for a garbage collection
+        assert {c.pid for c in multiprocessing.active_children()} <= before
 
 
 def test_sizes_that_disagree_with_the_image_files_are_refused_at_evaluation(tmp_path, capsys):
@@ -605,3 +611,39 @@ def test_gallery_reads_folders_of_other_versions_or_says_why_not(tmp_path, capsy
     assert main(["gallery", str(ev), "--out", str(tmp_path / "g2"), "--data", str(data / "images"),
                  "--quiet"]) == 2  # fmt: skip
     assert "holds no box evaluation" in capsys.readouterr().err
+
+
+class _FailsAt(torch.utils.data.Dataset):
+    def __init__(self, bad: int):
+        self.bad = bad
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        if i == self.bad:
+            raise OSError(f"image {i} is unreadable")
+        return torch.zeros(2)
+
+
+@pytest.mark.parametrize("how", ["error in a worker", "error in the loop", "break"])
+def test_a_loop_that_ends_early_stops_its_loader_workers(how):
+    import multiprocessing
+
+    from wsol.data.dataset import batches_of
+
+    before = {c.pid for c in multiprocessing.active_children()}
+    loader = torch.utils.data.DataLoader(
+        _FailsAt(5 if how == "error in a worker" else -1), batch_size=2, num_workers=1
+    )
+    try:
+        for n, _ in enumerate(batches_of(loader)):
+            if n == 1 and how == "error in the loop":
+                raise ValueError("a size that disagrees")
+            if n == 1 and how == "break":
+                break
+    except (OSError, ValueError) as err:
+        kept = err  # held, as a caller's traceback would be: it must not keep the workers
+    assert {c.pid for c in multiprocessing.active_children()} <= before
+    if how != "break":
+        assert kept is not None

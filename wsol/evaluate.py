@@ -380,7 +380,7 @@ def evaluate_model(
     from torch.utils.data import DataLoader, Subset
 
     from .cam import extract
-    from .data.dataset import RecordDataset, center_and_ten_crops, eval_transform
+    from .data.dataset import RecordDataset, batches_of, center_and_ten_crops, eval_transform
 
     if not split.records:
         raise ValueError(f"the {split.split} split of {split.name} has no image to evaluate")
@@ -421,7 +421,7 @@ def evaluate_model(
         )
     pending = None
     bar = tqdm(total=len(dataset), desc=f"evaluate {split.split}", unit="img", disable=not progress)
-    for images, labels, indices in loader:
+    for images, labels, indices in batches_of(loader):
         images = images.to(device, non_blocking=True)
         labels = labels.to(device)
         crops = None

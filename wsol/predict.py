@@ -59,7 +59,7 @@ def predict_folder(
 
     from .cam import eval_mode, extract
     from .config import anchor_data_paths, config_from_dict
-    from .data.dataset import RecordDataset, eval_transform
+    from .data.dataset import RecordDataset, batches_of, eval_transform
     from .data.records import DatasetSplit, ImageRecord
     from .data.splits import NoValSplit, load_split
     from .evaluate import CamStore, box_rows, evaluate_model
@@ -113,7 +113,7 @@ def predict_folder(
     )
     store, classes, predictions = CamStore(), {}, []
     bar = tqdm(total=len(records), desc="images", unit="img", disable=not progress)
-    for batch, _, indices in loader:
+    for batch, _, indices in batches_of(loader):
         batch = batch.to(d.device)
         with torch.no_grad(), eval_mode(model):
             logits = model(batch)

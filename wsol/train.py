@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from .config import RUN_ONLY_KEYS, TrainConfig, config_to_dict, flatten, save_config
-from .data.dataset import collate_skipping
+from .data.dataset import batches_of, collate_skipping
 from .data.splits import NoValSplit, check_mask_files, load_split, val_is_test, val_source
 from .methods import Method, MethodConfig, create_method
 from .models import create_model
@@ -283,7 +283,7 @@ def train_one_epoch(
     from .data.dataset import DeviceAugment
 
     device_augment = DeviceAugment(cfg.data.resize_size, cfg.data.crop_size, d.device)
-    for step, (images, targets, indices, n_skipped) in enumerate(loader):
+    for step, (images, targets, indices, n_skipped) in enumerate(batches_of(loader)):
         if step >= steps:
             break
         skipped += n_skipped

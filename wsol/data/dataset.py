@@ -23,6 +23,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def batches_of(loader):
+    """The batches of a DataLoader, whose worker processes stop when the loop ends, whether it
+    ends by an error, a ``break`` or running out. (An error raised through a DataLoader's
+    iterator keeps the iterator in the traceback, and its idle workers alive, until a garbage
+    collection, which then waits out the workers' 5-second status interval.)"""
+    iterator = iter(loader)
+    try:
+        yield from iterator
+    finally:
+        stop = getattr(iterator, "_shutdown_workers", None)  # worker processes only
+        if stop is not None:
+            stop()
+
+
 def to_unit_float(image: torch.Tensor) -> torch.Tensor:
     """uint8 -> float32 in [0, 1] as ``transforms.ToTensor`` computes it (a division by 255,
     not a multiplication by 1/255, so the values equal the reference's to the bit)."""
