@@ -28,6 +28,7 @@ from wsol.cli import main
         ),
         (["evaluate", "r", "--workers", "-2"], "--workers", "a whole number >= 0"),
         (["sweep", "c.yaml", "--out", "s", "--heartbeat", "0"], "--heartbeat", "a number > 0"),
+        (["sweep", "c.yaml", "--out", "s", "--lock-wait", "-1"], "--lock-wait", "a number > 0"),
         (["sweep", "c.yaml", "--out", "s", "--trials", "inf"], "--trials", "a whole number >= 1"),
     ],
 )
