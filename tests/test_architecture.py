@@ -117,3 +117,20 @@ def test_the_check_sees_imports_inside_functions(tmp_path):
         assert _imports(module) == {"train"}
     finally:
         PACKAGE = saved
+
+
+def test_reading_configs_and_results_does_not_import_torchvision():
+    # importing torchvision costs about 1.5 s (it imports torch._dynamo, docs/performance.md):
+    # `wsol compare` and the parent process of `wsol sweep` only read configs and results
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, wsol.report, wsol.sweep, wsol.config\n"
+        "from wsol.config import load_config\n"
+        "load_config(None, ['model.name=inception_v3', 'method.method=acol'])\n"
+        "print(sorted(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]"]

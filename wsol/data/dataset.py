@@ -10,14 +10,21 @@ and flipping act on the PIL image before it becomes a tensor, as in the referenc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from .records import DatasetSplit
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
+# torchvision is imported where a transform is made, not with this module: importing it costs
+# about 1.5 s (it imports torch._dynamo), which commands that only read configs and results
+# (wsol compare, the parent process of wsol sweep) need not pay
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,6 +51,8 @@ def to_unit_float(image: torch.Tensor) -> torch.Tensor:
 
 
 def train_transform(resize_size: int, crop_size: int) -> v2.Compose:
+    from torchvision.transforms import v2
+
     return v2.Compose(
         [
             v2.Resize((resize_size, resize_size), antialias=True),
@@ -61,6 +70,8 @@ def eval_transform(crop_size: int, resize_size: int | None = None, crop: bool = 
     ``resize_size``, resized to that square and centre-cropped to ``crop_size`` (SAT's test
     loaders), or, with ``crop=False``, left whole at ``resize_size`` for crops taken later
     (:func:`center_and_ten_crops`)."""
+    from torchvision.transforms import v2
+
     steps = [v2.Resize((crop_size, crop_size), antialias=True)]
     if resize_size is not None:
         steps = [v2.Resize((resize_size, resize_size), antialias=True)]
@@ -76,6 +87,8 @@ def center_and_ten_crops(images: torch.Tensor, crop_size: int):
     normalised images: torchvision's ``TenCrop`` (the four corners and the centre, then the
     same of the horizontally flipped image). Normalising commutes with cropping and flipping,
     so these equal the crops of SAT's test loader, which normalises each crop."""
+    from torchvision.transforms import v2
+
     crops = v2.functional.ten_crop(images, [crop_size, crop_size])
     return v2.functional.center_crop(images, [crop_size, crop_size]), torch.stack(crops)
 
@@ -203,6 +216,8 @@ class LocalizationDataset(RecordDataset):
         source: str = "auto",
         skip_bad: bool = False,
     ):
+        from torchvision.transforms import v2
+
         super().__init__(split, None, skip_bad)
         self.source = source
         self.geometry = v2.Compose(
@@ -221,6 +236,8 @@ class LocalizationDataset(RecordDataset):
         image = self._read(record)
         if image is None:
             return None
+        from torchvision import tv_tensors
+
         target = tv_tensors.Mask(
             torch.from_numpy(localization_target(record, image.size, self.source))
         )

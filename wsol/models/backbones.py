@@ -24,10 +24,12 @@ The three reference backbones follow clovaai/wsolevaluation (``wsol/resnet.py``,
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import models as tvm
 
 from .registry import register_model
 from .wsol_model import (
@@ -41,11 +43,24 @@ from .wsol_model import (
     xavier_init,
 )
 
+if TYPE_CHECKING:
+    from torchvision.models import ResNet
+
+# torchvision is imported where a backbone is built, not with this module: importing it costs
+# about 1.5 s (it imports torch._dynamo), which commands that only read configs and results
+# (wsol compare, the parent process of wsol sweep) need not pay
+
+
+def _tvm():
+    from torchvision import models
+
+    return models
+
 
 def _stride1(layer: nn.Sequential) -> None:
     block = layer[0]
     # torchvision puts a Bottleneck's stride in conv2 and a BasicBlock's in conv1
-    conv = block.conv2 if isinstance(block, tvm.resnet.Bottleneck) else block.conv1
+    conv = block.conv2 if isinstance(block, _tvm().resnet.Bottleneck) else block.conv1
     conv.stride = (1, 1)
     block.downsample[0].stride = (1, 1)
 
@@ -59,7 +74,7 @@ class ResNetWSOL(WSOLModel):
     )
 
     def __init__(
-        self, resnet: tvm.ResNet, num_classes: int, weights: str, large_feature_map: bool = False
+        self, resnet: ResNet, num_classes: int, weights: str, large_feature_map: bool = False
     ):
         super().__init__()
         _stride1(resnet.layer4)
@@ -115,14 +130,20 @@ class ResNetWSOL(WSOLModel):
 @register_model
 def resnet50(num_classes: int, large_feature_map: bool = False) -> WSOLModel:
     return ResNetWSOL(
-        tvm.resnet50(weights=None), num_classes, "ResNet50_Weights.IMAGENET1K_V1", large_feature_map
+        _tvm().resnet50(weights=None),
+        num_classes,
+        "ResNet50_Weights.IMAGENET1K_V1",
+        large_feature_map,
     )
 
 
 @register_model
 def resnet18(num_classes: int, large_feature_map: bool = False) -> WSOLModel:
     return ResNetWSOL(
-        tvm.resnet18(weights=None), num_classes, "ResNet18_Weights.IMAGENET1K_V1", large_feature_map
+        _tvm().resnet18(weights=None),
+        num_classes,
+        "ResNet18_Weights.IMAGENET1K_V1",
+        large_feature_map,
     )
 
 
@@ -131,7 +152,8 @@ class VGGWSOL(WSOLModel):
         super().__init__()
         # torchvision's VGG16 conv layers (its "D" layout; the same indices and weight keys as
         # vgg16().features) without pool5, built without its 120 M-parameter classifier
-        features = tvm.vgg.make_layers(tvm.vgg.cfgs["D"])[:30]
+        vgg = _tvm().vgg
+        features = vgg.make_layers(vgg.cfgs["D"])[:30]
         if large_feature_map:  # without pool4 too; conv indices (and weight keys) stay as they are
             features[23] = nn.Identity()
         self.backbone = features
@@ -211,21 +233,22 @@ class _InceptionTrunk(nn.Module):
 
     def __init__(self, large_feature_map: bool = False):
         super().__init__()
-        conv = tvm.inception.BasicConv2d
+        inception = _tvm().inception
+        conv = inception.BasicConv2d
         self.large_feature_map = large_feature_map
         self.Conv2d_1a_3x3 = conv(3, 32, kernel_size=3, stride=2, padding=1)
         self.Conv2d_2a_3x3 = conv(32, 32, kernel_size=3)
         self.Conv2d_2b_3x3 = conv(32, 64, kernel_size=3, padding=1)
         self.Conv2d_3b_1x1 = conv(64, 80, kernel_size=1)
         self.Conv2d_4a_3x3 = conv(80, 192, kernel_size=3)
-        self.Mixed_5b = tvm.inception.InceptionA(192, pool_features=32)
-        self.Mixed_5c = tvm.inception.InceptionA(256, pool_features=64)
-        self.Mixed_5d = tvm.inception.InceptionA(288, pool_features=64)
-        self.Mixed_6a = _InceptionBStride1(288)
-        self.Mixed_6b = tvm.inception.InceptionC(768, channels_7x7=128)
-        self.Mixed_6c = tvm.inception.InceptionC(768, channels_7x7=160)
-        self.Mixed_6d = tvm.inception.InceptionC(768, channels_7x7=160)
-        self.Mixed_6e = tvm.inception.InceptionC(768, channels_7x7=192)
+        self.Mixed_5b = inception.InceptionA(192, pool_features=32)
+        self.Mixed_5c = inception.InceptionA(256, pool_features=64)
+        self.Mixed_5d = inception.InceptionA(288, pool_features=64)
+        self.Mixed_6a = _inception_b_stride1()(288)
+        self.Mixed_6b = inception.InceptionC(768, channels_7x7=128)
+        self.Mixed_6c = inception.InceptionC(768, channels_7x7=160)
+        self.Mixed_6d = inception.InceptionC(768, channels_7x7=160)
+        self.Mixed_6e = inception.InceptionC(768, channels_7x7=192)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
@@ -239,20 +262,25 @@ class _InceptionTrunk(nn.Module):
         return self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))
 
 
-class _InceptionBStride1(tvm.inception.InceptionB):
+@functools.cache
+def _inception_b_stride1() -> type[nn.Module]:
     """torchvision's InceptionB (Mixed_6a) at stride 1 with padding 1 in every spatial branch,
-    as the reference's ``InceptionB(288, kernel_size=3, stride=1, padding=1)``."""
+    as the reference's ``InceptionB(288, kernel_size=3, stride=1, padding=1)`` (the class is
+    made on first use, with torchvision)."""
 
-    def __init__(self, in_channels: int):
-        super().__init__(in_channels)
-        for block in (self.branch3x3, self.branch3x3dbl_3):
-            block.conv.stride, block.conv.padding = (1, 1), (1, 1)
+    class InceptionBStride1(_tvm().inception.InceptionB):
+        def __init__(self, in_channels: int):
+            super().__init__(in_channels)
+            for block in (self.branch3x3, self.branch3x3dbl_3):
+                block.conv.stride, block.conv.padding = (1, 1), (1, 1)
 
-    def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        branch3x3 = self.branch3x3(x)
-        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        branch_pool = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
-        return [branch3x3, branch3x3dbl, branch_pool]
+        def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            branch3x3 = self.branch3x3(x)
+            branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+            branch_pool = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+            return [branch3x3, branch3x3dbl, branch_pool]
+
+    return InceptionBStride1
 
 
 class InceptionWSOL(WSOLModel):
@@ -375,7 +403,7 @@ def torchvision_state_dict(weights_name: str) -> dict:
     import torch
 
     enum_name, _, member = weights_name.partition(".")
-    weights = getattr(tvm, enum_name)[member]
+    weights = getattr(_tvm(), enum_name)[member]
     try:
         return weights.get_state_dict(progress=True)
     except OSError as err:  # URLError, socket errors, an unwritable cache
