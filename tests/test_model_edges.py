@@ -238,3 +238,17 @@ def test_weights_and_checkpoints_saved_on_a_gpu_are_read_onto_the_cpu(tmp_path):
     _saved_on_a_gpu(tmp_path / "last.pt", {"model": state, "config": {}})
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["model"]["backbone.w"].device.type == "cpu"
+
+
+@pytest.mark.parametrize("name", ["inception_v3", "resnet18", "vgg16"])
+def test_a_whole_model_pickles(name):
+    # torch.save(model) and multiprocessing pickle the model's classes by name; InceptionV3's
+    # stride-1 block is made on first use (torchvision is imported lazily) and must still be
+    # found by its module-level name
+    import pickle
+
+    model = create_model(name, 3)
+    again = pickle.loads(pickle.dumps(model))
+    assert [type(m) for m in again.modules()] == [type(m) for m in model.modules()]
+    for (key, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), key

@@ -268,7 +268,7 @@ def _inception_b_stride1() -> type[nn.Module]:
     as the reference's ``InceptionB(288, kernel_size=3, stride=1, padding=1)`` (the class is
     made on first use, with torchvision)."""
 
-    class InceptionBStride1(_tvm().inception.InceptionB):
+    class _InceptionBStride1(_tvm().inception.InceptionB):
         def __init__(self, in_channels: int):
             super().__init__(in_channels)
             for block in (self.branch3x3, self.branch3x3dbl_3):
@@ -280,7 +280,15 @@ def _inception_b_stride1() -> type[nn.Module]:
             branch_pool = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
             return [branch3x3, branch3x3dbl, branch_pool]
 
-    return InceptionBStride1
+    _InceptionBStride1.__qualname__ = "_InceptionBStride1"  # pickled by its module-level name
+    return _InceptionBStride1
+
+
+def __getattr__(name: str):
+    """The module's lazily made class (PEP 562), so that a pickled model finds it by name."""
+    if name == "_InceptionBStride1":
+        return _inception_b_stride1()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class InceptionWSOL(WSOLModel):
