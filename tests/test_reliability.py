@@ -636,14 +636,20 @@ def test_a_loop_that_ends_early_stops_its_loader_workers(how):
     loader = torch.utils.data.DataLoader(
         _FailsAt(5 if how == "error in a worker" else -1), batch_size=2, num_workers=1
     )
-    try:
+
+    def loop():
         for n, _ in enumerate(batches_of(loader)):
             if n == 1 and how == "error in the loop":
                 raise ValueError("a size that disagrees")
             if n == 1 and how == "break":
                 break
-    except (OSError, ValueError) as err:
-        kept = err  # held, as a caller's traceback would be: it must not keep the workers
+
+    if how == "break":
+        loop()
+        assert {c.pid for c in multiprocessing.active_children()} <= before
+        return
+    with pytest.raises((OSError, ValueError)) as held:
+        loop()
+    # the error and its traceback still held, as a caller would hold them: not the workers
     assert {c.pid for c in multiprocessing.active_children()} <= before
-    if how != "break":
-        assert kept is not None
+    assert ("image 5 is unreadable" if how == "error in a worker" else "a size") in str(held.value)
