@@ -138,3 +138,33 @@ def test_a_stopped_rank_is_named_while_the_others_wait(tmp_path):
             p.kill()
     assert procs[0].returncode != 0
     assert "rank 1 has not answered for" in err and "dist_timeout (5 s a collective)" in err
+
+
+def test_the_heartbeat_threads_are_stopped_before_the_group_ends(monkeypatch):
+    # a daemon thread left inside a store call at interpreter exit is torn down across C++
+    # frames and aborts a finished rank (std::terminate, exit -6): the CLI stops the threads
+    # (and an atexit hook does) before the group is destroyed
+    import threading
+
+    import torch.distributed as dist
+
+    from wsol.runtime import start_rank_watch, stop_rank_watch
+
+    def alive() -> set[str]:
+        return {t.name for t in threading.enumerate() if t.name.startswith("wsol-")}
+
+    monkeypatch.setenv("WSOL_HEARTBEAT_S", "0.05")
+    store = dist.HashStore()
+    dist.init_process_group("gloo", rank=0, world_size=1, store=store)
+    try:
+        start_rank_watch(0, 2, 5.0)
+        assert alive() == {"wsol-heartbeat", "wsol-rank-watch"}
+        time.sleep(0.2)
+        group_store = dist.distributed_c10d._get_default_store()
+        assert group_store.check(["wsol/heartbeat/0"])  # it beats
+        start = time.time()
+        stop_rank_watch()
+        assert alive() == set() and time.time() - start < 2  # out at once, not after a beat
+    finally:
+        stop_rank_watch()
+        dist.destroy_process_group()

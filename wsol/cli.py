@@ -1136,6 +1136,9 @@ def os_sentence(err: OSError) -> str:
 def _close_distributed() -> None:
     """End a torchrun process group before the interpreter exits: gloo's threads, left to the
     exit, can abort a process that finished its work (std::terminate, exit code -6)."""
+    runtime = sys.modules.get("wsol.runtime")
+    if runtime is not None:  # the heartbeat threads first: they call into the group's store
+        runtime.stop_rank_watch()
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -6,6 +6,7 @@ Nothing here knows a training recipe: configs come in as objects with the attrib
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import itertools
@@ -199,11 +200,18 @@ def resolve_dist_timeout(timeout_s: float, use_cuda: bool) -> float:
     return AUTO_DIST_TIMEOUT["cuda" if use_cuda else "cpu"]
 
 
+#: the heartbeat threads of :func:`start_rank_watch` and the event that stops them
+_WATCH: dict = {"threads": [], "stop": None}
+
+
 def start_rank_watch(rank: int, world: int, timeout_s: float) -> None:
     """Heartbeats in the process group's store: every rank stamps its key every
     ``HEARTBEAT_S``; rank 0 prints, once per silence, which rank has not stamped for
     ``SILENT_S`` (stopped with SIGSTOP, stuck, or gone) and how long the others will still wait
-    (``timeout_s``) before the job fails. Daemon threads: they end with the process."""
+    (``timeout_s``) before the job fails. Daemon threads, stopped by :func:`stop_rank_watch`
+    (at the latest at exit): a daemon thread still inside a store call when the interpreter
+    exits is torn down across C++ frames, which aborts a process that finished its work
+    (std::terminate, exit code -6)."""
     import sys
     import threading
     import time
@@ -214,20 +222,20 @@ def start_rank_watch(rank: int, world: int, timeout_s: float) -> None:
         return
     beat_s = float(os.environ.get("WSOL_HEARTBEAT_S", HEARTBEAT_S))
     silent_s = float(os.environ.get("WSOL_SILENT_S", SILENT_S))
+    stop = threading.Event()
 
     def beat() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 store.set(f"wsol/heartbeat/{rank}", repr(time.time()))
             except Exception:  # noqa: BLE001 - the store is gone: the job is ending
                 return
-            time.sleep(beat_s)
+            stop.wait(beat_s)
 
     def watch() -> None:
         told: set[int] = set()
         started = time.time()
-        while True:
-            time.sleep(beat_s)
+        while not stop.wait(beat_s):
             now = time.time()
             for other in range(1, world):
                 try:
@@ -248,9 +256,26 @@ def start_rank_watch(rank: int, world: int, timeout_s: float) -> None:
                 elif silent <= silent_s:
                     told.discard(other)
 
-    threading.Thread(target=beat, name="wsol-heartbeat", daemon=True).start()
+    stop_rank_watch()  # a process group made anew: the old one's threads end first
+    threads = [threading.Thread(target=beat, name="wsol-heartbeat", daemon=True)]
     if rank == 0 and world > 1:
-        threading.Thread(target=watch, name="wsol-rank-watch", daemon=True).start()
+        threads.append(threading.Thread(target=watch, name="wsol-rank-watch", daemon=True))
+    _WATCH.update(threads=threads, stop=stop)
+    for thread in threads:
+        thread.start()
+
+
+def stop_rank_watch(wait_s: float = 10.0) -> None:
+    """Stop :func:`start_rank_watch`'s threads and wait (up to ``wait_s``) until they are out of
+    their store calls; before the process group is destroyed and before the interpreter exits."""
+    if _WATCH["stop"] is not None:
+        _WATCH["stop"].set()
+    for thread in _WATCH["threads"]:
+        thread.join(timeout=wait_s)
+    _WATCH.update(threads=[], stop=None)
+
+
+atexit.register(stop_rank_watch)  # before the interpreter abandons daemon threads
 
 
 def runtime_record(d: Dist, batch_size: int) -> dict:
